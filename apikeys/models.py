@@ -1,0 +1,474 @@
+"""The apikeys domain: people and organizations, APIs and scopes, keys and the audit trail.
+
+Models hold fields, constraints and cheap properties. Every write goes through
+``apikeys.services``; nothing here carries business rules of its own.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models.functions import Lower
+from django.utils import timezone
+from oauth2_provider.settings import oauth2_settings
+from uuid6 import uuid7
+
+# Public id formats. Time-ordered (UUIDv7) where the contract lists newest first by id.
+ORG_CODE_PATTERN = r"^org_[a-z0-9]{1,60}$"
+SCOPE_KEY_PATTERN = r"^\S{1,64}$"
+ROLE_KEY_PATTERN = r"^[a-z0-9][a-z0-9_:.-]{0,63}$"
+API_ID_PATTERN = r"^[0-9a-f]{32}$"
+API_KEY_ID_PATTERN = r"^api_key_[0-9a-f]{32}$"
+SCOPE_ID_PATTERN = r"^api_scope_[0-9a-f]{32}$"
+USER_ID_PATTERN = r"^kp_[0-9a-f]{32}$"
+
+
+def new_hex_id() -> str:
+    return uuid7().hex
+
+
+def new_api_key_id() -> str:
+    return f"api_key_{uuid7().hex}"
+
+
+def new_scope_id() -> str:
+    return f"api_scope_{uuid7().hex}"
+
+
+def new_user_public_id() -> str:
+    return f"kp_{uuid7().hex}"
+
+
+def new_org_code() -> str:
+    return f"org_{secrets.token_hex(6)}"
+
+
+class User(AbstractUser):
+    """The project's user. ``public_id`` (``kp_…``) is what the API and the portal show."""
+
+    public_id = models.CharField(
+        max_length=40, unique=True, default=new_user_public_id, editable=False
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                Lower("email"),
+                condition=~models.Q(email=""),
+                name="apikeys_user_email_ci_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.email or self.username
+
+    @property
+    def display_name(self) -> str:
+        return self.get_full_name() or self.email or self.username
+
+
+class Organization(models.Model):
+    """A customer organization; its public ``code`` never changes once created."""
+
+    code = models.CharField(
+        max_length=64,
+        unique=True,
+        default=new_org_code,
+        validators=[RegexValidator(ORG_CODE_PATTERN)],
+        help_text="Public code, org_ followed by lowercase letters and digits.",
+    )
+    name = models.CharField(max_length=128)
+    created_on = models.DateTimeField(default=timezone.now, editable=False)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        through="Membership",
+        related_name="organizations",
+        blank=True,
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+
+class SystemPermission(models.Model):
+    """A permission the product itself understands (``read:org:authentication``, …)."""
+
+    READ_ORG_AUTHENTICATION = "read:org:authentication"
+    WRITE_ORG_AUTHENTICATION = "write:org:authentication"
+
+    key = models.CharField(max_length=64, unique=True)
+    description = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class Role(models.Model):
+    """A role members hold within organizations, granting system permissions."""
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_hex_id, editable=False)
+    key = models.CharField(max_length=64, unique=True, validators=[RegexValidator(ROLE_KEY_PATTERN)])
+    name = models.CharField(max_length=128)
+    description = models.CharField(max_length=255, blank=True)
+    system_permissions = models.ManyToManyField(SystemPermission, related_name="roles", blank=True)
+    created_on = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    """A user's membership of an organization, with the roles they hold there."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="memberships"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    roles = models.ManyToManyField(Role, related_name="memberships", blank=True)
+    joined_on = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "user"], name="apikeys_membership_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.organization}"
+
+
+class Api(models.Model):
+    """An API of the platform that keys are issued for, told apart by its audience."""
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_hex_id, editable=False)
+    name = models.CharField(max_length=64)
+    audience = models.CharField(max_length=64, unique=True)
+    created_on = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "API"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.audience})"
+
+
+class Scope(models.Model):
+    """A permission of one API (``read:users``); keys carry a set of them."""
+
+    id = models.CharField(primary_key=True, max_length=64, default=new_scope_id, editable=False)
+    api = models.ForeignKey(Api, on_delete=models.CASCADE, related_name="scopes")
+    key = models.CharField(max_length=64, validators=[RegexValidator(SCOPE_KEY_PATTERN)])
+    description = models.CharField(max_length=255, blank=True)
+    created_on = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["key"]
+        constraints = [
+            models.UniqueConstraint(fields=["api", "key"], name="apikeys_scope_key_unique_in_api"),
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
+    def visible_to(self, user: Any) -> ApiKeyQuerySet:
+        """Keys a portal user may see: their own, and those of organizations where one of
+        their roles grants ``read:org:authentication``."""
+        if not getattr(user, "is_authenticated", False):
+            return self.none()
+        readable_orgs = Membership.objects.filter(
+            user=user,
+            roles__system_permissions__key=SystemPermission.READ_ORG_AUTHENTICATION,
+        ).values("organization_id")
+        return self.filter(models.Q(user=user) | models.Q(organization__in=readable_orgs))
+
+
+class ApiKey(models.Model):
+    """An API key. The secret itself is never stored: only its keyed digest.
+
+    Owned by exactly one organization or one user (a database constraint). The API's id and
+    audience, the scope keys and the owner's public code are kept on the row as written at
+    issue time: they never change for a key, they keep revoked keys readable after their API
+    or scope is deleted, and they let verification answer from this one row.
+    """
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        REVOKED = "revoked", "Revoked"
+
+    class Type(models.TextChoices):
+        ORGANIZATION = "organization", "Organization"
+        USER = "user", "User"
+
+    id = models.CharField(primary_key=True, max_length=64, default=new_api_key_id, editable=False)
+    name = models.CharField(max_length=128)
+    api = models.ForeignKey(
+        Api, on_delete=models.SET_NULL, null=True, blank=True, related_name="api_keys"
+    )
+    api_public_id = models.CharField("API id", max_length=32, editable=False)
+    audience = models.CharField(max_length=64, editable=False)
+    scopes = models.ManyToManyField(Scope, related_name="api_keys", blank=True)
+    scope_keys = models.TextField(
+        blank=True, editable=False, help_text="Scope keys at issue time, space-separated."
+    )
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, null=True, blank=True, related_name="api_keys"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="api_keys",
+    )
+    org_code = models.CharField(max_length=64, blank=True, editable=False)
+    user_public_id = models.CharField("user id", max_length=40, blank=True, editable=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    previous_digest = models.CharField(
+        max_length=64, unique=True, null=True, blank=True, editable=False
+    )
+    previous_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    key_prefix = models.CharField(max_length=12, editable=False)
+    key_suffix = models.CharField(max_length=4, editable=False)
+    created_by = models.CharField(max_length=200, blank=True, editable=False)
+    created_by_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
+    )
+    created_by_application = models.ForeignKey(
+        oauth2_settings.APPLICATION_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
+    )
+    created_on = models.DateTimeField(default=timezone.now, editable=False)
+    rotated_on = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_on = models.DateTimeField(null=True, blank=True, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_verified_on = models.DateTimeField(null=True, blank=True, editable=False)
+    last_verified_ip = models.GenericIPAddressField(null=True, blank=True, editable=False)
+    verification_count = models.PositiveBigIntegerField(default=0, editable=False)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(organization__isnull=False, user__isnull=True)
+                    | models.Q(organization__isnull=True, user__isnull=False)
+                ),
+                name="apikeys_apikey_exactly_one_owner",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["active", "revoked"]),
+                name="apikeys_apikey_status_valid",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["org_code", "id"], name="apikeys_key_org_id"),
+            models.Index(fields=["user_public_id", "id"], name="apikeys_key_user_id"),
+            models.Index(fields=["api_public_id", "id"], name="apikeys_key_api_id"),
+            models.Index(fields=["status", "id"], name="apikeys_key_status_id"),
+        ]
+
+    def __str__(self) -> str:
+        # Never the secret or its digest: only what the lists show.
+        return f"{self.name} ({self.key_prefix}…{self.key_suffix})"
+
+    def __repr__(self) -> str:
+        return f"<ApiKey {self.id} {self.status}>"
+
+    @property
+    def type(self) -> str:
+        return self.Type.ORGANIZATION if self.organization_id else self.Type.USER
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
+    def effective_status(self) -> str:
+        """``active``, ``revoked`` or ``expired``: what the contract calls the status."""
+        if self.status == self.Status.REVOKED:
+            return self.Status.REVOKED
+        return "expired" if self.is_expired else self.Status.ACTIVE
+
+    @property
+    def scope_list(self) -> list[str]:
+        return self.scope_keys.split()
+
+    @property
+    def owner_code(self) -> str:
+        return self.org_code or self.user_public_id
+
+
+# The Management API's scopes, granted to M2M applications and carried by their tokens.
+MANAGEMENT_SCOPES: dict[str, str] = {
+    "read:api_keys": "List and read API keys (and verify them, as Kinde documents)",
+    "create:api_keys": "Create API keys",
+    "update:api_keys": "Rotate API keys",
+    "delete:api_keys": "Revoke API keys",
+    "verify:api_keys": "Verify API keys, and nothing else",
+    "read:apis": "List and read APIs",
+    "create:apis": "Create APIs",
+    "update:apis": "Change APIs",
+    "delete:apis": "Delete APIs",
+    "read:api_scopes": "List and read API scopes",
+    "create:api_scopes": "Create API scopes",
+    "update:api_scopes": "Change API scopes",
+    "delete:api_scopes": "Delete API scopes",
+    "read:organizations": "List and read organizations and their members",
+    "create:organizations": "Create organizations",
+    "update:organizations": "Change organizations and their members",
+    "read:users": "List and read users",
+    "create:users": "Create users",
+    "update:users": "Change users",
+    "read:roles": "List and read roles and system permissions",
+    "create:roles": "Create roles",
+    "update:roles": "Change roles and their system permissions",
+    "create:portal_links": "Create one-time self-serve portal links",
+}
+
+
+class M2MGrant(models.Model):
+    """The Management API scopes granted to one machine-to-machine application.
+
+    django-oauth-toolkit's ``Application`` holds the client credentials (its secret hashed);
+    this row says what its tokens may carry.
+    """
+
+    application = models.OneToOneField(
+        oauth2_settings.APPLICATION_MODEL, on_delete=models.CASCADE, related_name="m2m_grant"
+    )
+    scopes = models.TextField(blank=True, help_text="Granted scopes, space-separated.")
+
+    class Meta:
+        verbose_name = "M2M application grant"
+
+    def __str__(self) -> str:
+        return f"Grant of {self.application}"
+
+    @property
+    def scope_list(self) -> list[str]:
+        return self.scopes.split()
+
+
+class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
+    """Append-only: bulk updates and deletes are refused."""
+
+    def update(self, **kwargs: Any) -> int:
+        raise TypeError("The audit trail is append-only.")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise TypeError("The audit trail is append-only.")
+
+
+class AuditEvent(models.Model):
+    """One change made by a person, an M2M application or the system. Append-only."""
+
+    class Action(models.TextChoices):
+        API_KEY_ISSUED = "api_key.issued"
+        API_KEY_ROTATED = "api_key.rotated"
+        API_KEY_REVOKED = "api_key.revoked"
+        API_CREATED = "api.created"
+        API_DELETED = "api.deleted"
+        SCOPE_CREATED = "scope.created"
+        SCOPE_UPDATED = "scope.updated"
+        SCOPE_DELETED = "scope.deleted"
+        ORGANIZATION_CREATED = "organization.created"
+        ORGANIZATION_UPDATED = "organization.updated"
+        USER_CREATED = "user.created"
+        MEMBERSHIP_ADDED = "membership.added"
+        MEMBERSHIP_ROLES_CHANGED = "membership.roles_changed"
+        MEMBERSHIP_REMOVED = "membership.removed"
+        ROLE_CREATED = "role.created"
+        ROLE_UPDATED = "role.updated"
+        ROLE_PERMISSIONS_CHANGED = "role.permissions_changed"
+        ORGANIZATION_DELETED = "organization.deleted"
+        USER_UPDATED = "user.updated"
+        USER_DELETED = "user.deleted"
+        APPLICATION_CREATED = "application.created"
+        APPLICATION_UPDATED = "application.updated"
+        APPLICATION_DELETED = "application.deleted"
+        PORTAL_LINK_CREATED = "portal_link.created"
+        PORTAL_LINK_USED = "portal_link.used"
+        SELF_SERVE_SETTINGS_CHANGED = "self_serve_settings.changed"
+
+    class ActorType(models.TextChoices):
+        USER = "user", "Person"
+        APPLICATION = "application", "M2M application"
+        SYSTEM = "system", "System"
+
+    occurred_on = models.DateTimeField(default=timezone.now, db_index=True, editable=False)
+    action = models.CharField(max_length=64, choices=Action.choices, db_index=True)
+    actor_type = models.CharField(max_length=16, choices=ActorType.choices)
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    actor_application = models.ForeignKey(
+        oauth2_settings.APPLICATION_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    actor_label = models.CharField(max_length=200)
+    target_type = models.CharField(max_length=32)
+    target_id = models.CharField(max_length=64, db_index=True)
+    organization = models.ForeignKey(
+        Organization, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    org_code = models.CharField(max_length=64, blank=True)
+    user_public_id = models.CharField("owner user id", max_length=40, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-occurred_on", "-id"]
+        indexes = [models.Index(fields=["org_code", "occurred_on"], name="apikeys_audit_org")]
+
+    def __str__(self) -> str:
+        return f"{self.occurred_on:%Y-%m-%d %H:%M:%S} {self.actor_label} {self.action} {self.target_id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise TypeError("The audit trail is append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise TypeError("The audit trail is append-only.")

@@ -1,0 +1,801 @@
+"""Every write of the domain, and key verification: the one path that the admin, the portal
+and the Management API all call.
+
+Services take keyword-only arguments, write inside ``transaction.atomic`` together with their
+``AuditEvent``, and return small frozen dataclasses. A key's plaintext exists only in the
+``IssuedKey`` returned by :func:`api_key_issue` and :func:`api_key_rotate`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from apikeys import conf, crypto
+from apikeys import exceptions as errors
+from apikeys.models import (
+    ORG_CODE_PATTERN,
+    ROLE_KEY_PATTERN,
+    SCOPE_ID_PATTERN,
+    SCOPE_KEY_PATTERN,
+    Api,
+    MANAGEMENT_SCOPES,
+    ApiKey,
+    AuditEvent,
+    M2MGrant,
+    Membership,
+    Organization,
+    Role,
+    Scope,
+    SystemPermission,
+)
+
+User = get_user_model()
+
+Action = AuditEvent.Action
+
+
+# --------------------------------------------------------------------------- actors
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who makes a change: a person, an M2M application, or the system itself."""
+
+    user: Any = None
+    application: Any = None
+    ip: str | None = None
+
+    @classmethod
+    def system(cls) -> Actor:
+        return cls()
+
+    @property
+    def type(self) -> str:
+        if self.application is not None:
+            return AuditEvent.ActorType.APPLICATION
+        if self.user is not None:
+            return AuditEvent.ActorType.USER
+        return AuditEvent.ActorType.SYSTEM
+
+    @property
+    def label(self) -> str:
+        if self.application is not None:
+            return self.application.name or str(self.application.client_id)
+        if self.user is not None:
+            return self.user.display_name
+        return "system"
+
+
+def _audit(
+    *,
+    actor: Actor,
+    action: str,
+    target_type: str,
+    target_id: str,
+    organization: Organization | None = None,
+    user_public_id: str = "",
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    return AuditEvent.objects.create(
+        action=action,
+        actor_type=actor.type,
+        actor_user=actor.user,
+        actor_application=actor.application,
+        actor_label=actor.label[:200],
+        target_type=target_type,
+        target_id=target_id,
+        organization=organization,
+        org_code=organization.code if organization else "",
+        user_public_id=user_public_id,
+        ip=_clean_ip(actor.ip),
+        details=details or {},
+    )
+
+
+def _clean_ip(ip: str | None) -> str | None:
+    if not ip:
+        return None
+    try:
+        return str(ipaddress.ip_address(ip.strip()))
+    except ValueError:
+        return None
+
+
+def _check_text(value: Any, *, field: str, max_length: int, min_length: int = 1) -> str:
+    if not isinstance(value, str):
+        raise errors.ValidationFailed(f"{field} must be a string.", code="INVALID_FIELD", field=field)
+    value = value.strip()
+    if not min_length <= len(value) <= max_length:
+        raise errors.ValidationFailed(
+            f"{field} must be {min_length} to {max_length} characters.",
+            code="INVALID_FIELD",
+            field=field,
+        )
+    return value
+
+
+# --------------------------------------------------------------------------- API keys
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A key just issued or rotated, with its plaintext: show it once, then drop it."""
+
+    api_key: ApiKey
+    plaintext: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"IssuedKey(api_key={self.api_key!r}, plaintext=<hidden>)"
+
+
+def resolve_scopes(*, api: Api, scopes: Iterable[Scope | str]) -> list[Scope]:
+    """The scopes of ``api`` named by instances, scope ids (``api_scope_…``) or scope keys.
+
+    Anything that is not a scope of this very API raises ``ScopeNotFound`` naming it.
+    """
+    wanted: list[Scope | str] = list(scopes)
+    names = [s for s in wanted if not isinstance(s, Scope)]
+    for name in names:
+        if not isinstance(name, str):
+            raise errors.ValidationFailed(
+                "scope_ids must be a list of strings.", code="INVALID_FIELD", field="scope_ids"
+            )
+    found = {}
+    if names:
+        for scope in Scope.objects.filter(api=api).filter(Q(id__in=names) | Q(key__in=names)):
+            found[scope.id] = scope
+            found[scope.key] = scope
+    result: dict[str, Scope] = {}
+    for item in wanted:
+        if isinstance(item, Scope):
+            if item.api_id != api.id:
+                raise errors.ScopeNotFound(
+                    f"Scope {item.key!r} does not belong to API {api.id}.", field="scope_ids"
+                )
+            result[item.id] = item
+        elif item in found:
+            result[found[item].id] = found[item]
+        else:
+            raise errors.ScopeNotFound(
+                f"Scope {item[:80]!r} is not a scope of API {api.id}.", field="scope_ids"
+            )
+    return sorted(result.values(), key=lambda s: s.key)
+
+
+def api_key_issue(
+    *,
+    name: str,
+    api: Api,
+    scopes: Iterable[Scope | str] = (),
+    organization: Organization | None = None,
+    user: Any = None,
+    expires_at: datetime | None = None,
+    actor: Actor,
+) -> IssuedKey:
+    """Issue a key for ``api`` owned by exactly one of ``organization`` or ``user``."""
+    name = _check_text(name, field="name", max_length=128)
+    if organization is None and user is None:
+        raise errors.OwnerRequired()
+    if organization is not None and user is not None:
+        raise errors.OwnerAmbiguous()
+    if expires_at is not None and expires_at <= timezone.now():
+        raise errors.ValidationFailed(
+            "expires_at must be in the future.", code="EXPIRES_AT_IN_PAST", field="expires_at"
+        )
+    chosen = resolve_scopes(api=api, scopes=scopes)
+    plaintext = crypto.generate_key()
+    with transaction.atomic():
+        api_key = ApiKey.objects.create(
+            name=name,
+            api=api,
+            api_public_id=api.id,
+            audience=api.audience,
+            scope_keys=" ".join(s.key for s in chosen),
+            organization=organization,
+            user=user,
+            org_code=organization.code if organization else "",
+            user_public_id=user.public_id if user else "",
+            digest=crypto.digest(plaintext, _hashing_secret()),
+            key_prefix=crypto.display_prefix(plaintext),
+            key_suffix=crypto.display_suffix(plaintext),
+            created_by=actor.label[:200],
+            created_by_user=actor.user if actor.application is None else None,
+            created_by_application=actor.application,
+            expires_at=expires_at,
+        )
+        api_key.scopes.set(chosen)
+        _audit(
+            actor=actor,
+            action=Action.API_KEY_ISSUED,
+            target_type="api_key",
+            target_id=api_key.id,
+            organization=organization,
+            user_public_id=api_key.user_public_id,
+            details={"name": name, "api_id": api.id, "scopes": [s.key for s in chosen]},
+        )
+    return IssuedKey(api_key=api_key, plaintext=plaintext)
+
+
+def api_key_rotate(*, api_key: ApiKey, grace_seconds: int = 0, actor: Actor) -> IssuedKey:
+    """Give ``api_key`` a new secret (same id, scopes, owner and counters).
+
+    The previous secret fails at once, or keeps verifying for ``grace_seconds`` (for
+    zero-downtime roll-outs). A revoked key cannot be rotated.
+    """
+    limit = conf.get("MAX_ROTATION_GRACE_SECONDS")
+    if isinstance(grace_seconds, bool) or not isinstance(grace_seconds, int) or not (
+        0 <= grace_seconds <= limit
+    ):
+        raise errors.ValidationFailed(
+            f"The grace period must be a whole number of seconds from 0 to {limit}.",
+            code="INVALID_GRACE_PERIOD",
+            field="expire_previous_in",
+        )
+    plaintext = crypto.generate_key()
+    now = timezone.now()
+    with transaction.atomic():
+        locked = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+        if locked.status == ApiKey.Status.REVOKED:
+            raise errors.ApiKeyRevoked("A revoked API key cannot be rotated.")
+        if grace_seconds:
+            locked.previous_digest = locked.digest
+            locked.previous_expires_at = now + timedelta(seconds=grace_seconds)
+        else:
+            locked.previous_digest = None
+            locked.previous_expires_at = None
+        locked.digest = crypto.digest(plaintext, _hashing_secret())
+        locked.key_prefix = crypto.display_prefix(plaintext)
+        locked.key_suffix = crypto.display_suffix(plaintext)
+        locked.rotated_on = now
+        locked.save(
+            update_fields=[
+                "digest",
+                "previous_digest",
+                "previous_expires_at",
+                "key_prefix",
+                "key_suffix",
+                "rotated_on",
+            ]
+        )
+        _audit(
+            actor=actor,
+            action=Action.API_KEY_ROTATED,
+            target_type="api_key",
+            target_id=locked.id,
+            organization=locked.organization,
+            user_public_id=locked.user_public_id,
+            details={"grace_seconds": grace_seconds},
+        )
+    return IssuedKey(api_key=locked, plaintext=plaintext)
+
+
+def api_key_revoke(*, api_key: ApiKey, actor: Actor) -> ApiKey:
+    """Revoke ``api_key`` at once, both secrets if it is in a rotation grace period.
+
+    Idempotent: revoking a revoked key changes nothing and records nothing.
+    """
+    with transaction.atomic():
+        locked = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+        if locked.status == ApiKey.Status.REVOKED:
+            return locked
+        locked.status = ApiKey.Status.REVOKED
+        locked.revoked_on = timezone.now()
+        locked.previous_digest = None
+        locked.previous_expires_at = None
+        locked.save(update_fields=["status", "revoked_on", "previous_digest", "previous_expires_at"])
+        _audit(
+            actor=actor,
+            action=Action.API_KEY_REVOKED,
+            target_type="api_key",
+            target_id=locked.id,
+            organization=locked.organization,
+            user_public_id=locked.user_public_id,
+        )
+    return locked
+
+
+# --------------------------------------------------------------------------- verification
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The answer to "is this key valid, for whom, with which scopes?".
+
+    ``code`` is the contract's: ``API_KEY_VERIFIED``, ``API_KEY_INVALID``,
+    ``API_KEY_REVOKED``, ``API_KEY_EXPIRED`` or ``API_KEY_WRONG_AUDIENCE``. ``key_id`` and
+    ``status`` are set when the key was identified by a correct secret; the rest only when
+    it is valid.
+    """
+
+    VERIFIED = "API_KEY_VERIFIED"
+    INVALID = "API_KEY_INVALID"
+    REVOKED = "API_KEY_REVOKED"
+    EXPIRED = "API_KEY_EXPIRED"
+    WRONG_AUDIENCE = "API_KEY_WRONG_AUDIENCE"
+
+    code: str
+    key_id: str | None = None
+    status: str | None = None
+    scopes: tuple[str, ...] = ()
+    org_code: str | None = None
+    user_id: str | None = None
+    api_id: str | None = None
+    audience: str | None = None
+    expires_at: datetime | None = None
+    last_verified_on: datetime | None = None
+    verification_count: int | None = None
+
+    @property
+    def is_valid(self) -> bool:
+        return self.code == self.VERIFIED
+
+
+_INVALID = Verification(code=Verification.INVALID)
+
+_VERIFY_COLUMNS = (
+    "id",
+    "digest",
+    "previous_digest",
+    "scope_keys",
+    "org_code",
+    "user_public_id",
+    "api_public_id",
+    "audience",
+    "expires_at",
+    "verification_count",
+)
+
+
+def api_key_verify(
+    *, key: Any, audience: str | None = None, ip: str | None = None
+) -> Verification:
+    """Verify ``key`` and, when valid, count the verification with its time and ``ip``.
+
+    One database round trip when the key is valid: a single ``UPDATE … RETURNING`` both
+    checks every condition (secret, status, expiry, grace period, audience) and counts. Only
+    a key that fails it costs one more read, to say why. A malformed key or a bad checksum
+    costs none. The cost does not grow with the number of keys (unique index on the digest).
+    """
+    if not crypto.is_well_formed(key):
+        return _INVALID
+    key_digest = crypto.digest(key, _hashing_secret())
+    now = timezone.now()
+    row = _count_valid_verification(key_digest, audience, _clean_ip(ip), now)
+    if row is not None:
+        values = dict(zip(_VERIFY_COLUMNS, row, strict=True))
+        # The index lookup matched on equality; compare again in constant time so that
+        # the acceptance decision itself never depends on a short-circuiting comparison.
+        if not (
+            crypto.constant_time_equals(values["digest"], key_digest)
+            or crypto.constant_time_equals(values["previous_digest"] or "", key_digest)
+        ):
+            return _INVALID
+        return Verification(
+            code=Verification.VERIFIED,
+            key_id=values["id"],
+            status=ApiKey.Status.ACTIVE,
+            scopes=tuple(values["scope_keys"].split()),
+            org_code=values["org_code"] or None,
+            user_id=values["user_public_id"] or None,
+            api_id=values["api_public_id"],
+            audience=values["audience"],
+            expires_at=_as_datetime(values["expires_at"]),
+            last_verified_on=now,
+            verification_count=int(values["verification_count"]),
+        )
+    return _explain_failure(key_digest, audience, now)
+
+
+def _count_valid_verification(
+    key_digest: str, audience: str | None, ip: str | None, now: datetime
+) -> tuple[Any, ...] | None:
+    table = connection.ops.quote_name(ApiKey._meta.db_table)
+    db_now = connection.ops.adapt_datetimefield_value(now)
+    audience_clause = "" if audience is None else " AND audience = %s"
+    sql = (
+        f"UPDATE {table} SET verification_count = verification_count + 1, "
+        "last_verified_on = %s, last_verified_ip = %s "
+        "WHERE (digest = %s OR (previous_digest = %s AND previous_expires_at > %s)) "
+        "AND status = %s AND (expires_at IS NULL OR expires_at > %s)"
+        f"{audience_clause} RETURNING {', '.join(_VERIFY_COLUMNS)}"
+    )
+    params: list[Any] = [db_now, ip, key_digest, key_digest, db_now, ApiKey.Status.ACTIVE, db_now]
+    if audience is not None:
+        params.append(audience)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def _explain_failure(key_digest: str, audience: str | None, now: datetime) -> Verification:
+    candidate = (
+        ApiKey.objects.filter(Q(digest=key_digest) | Q(previous_digest=key_digest))
+        .only("id", "digest", "previous_digest", "previous_expires_at", "status", "expires_at", "audience")
+        .first()
+    )
+    if candidate is None:
+        return _INVALID
+    if crypto.constant_time_equals(candidate.digest, key_digest):
+        pass
+    elif (
+        candidate.previous_digest is not None
+        and crypto.constant_time_equals(candidate.previous_digest, key_digest)
+        and candidate.previous_expires_at is not None
+        and candidate.previous_expires_at > now
+    ):
+        pass
+    else:
+        # A replaced secret after its grace period is simply no longer a key.
+        return _INVALID
+    if candidate.status == ApiKey.Status.REVOKED:
+        return Verification(code=Verification.REVOKED, key_id=candidate.id, status="revoked")
+    if candidate.expires_at is not None and candidate.expires_at <= now:
+        return Verification(code=Verification.EXPIRED, key_id=candidate.id, status="expired")
+    if audience is not None and candidate.audience != audience:
+        return Verification(
+            code=Verification.WRONG_AUDIENCE, key_id=candidate.id, status="active"
+        )
+    # The key changed between the two statements (rotated or revoked meanwhile): refuse.
+    return _INVALID
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    """A datetime read by raw SQL: SQLite hands back naive UTC text, PostgreSQL a datetime."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        value = parse_datetime(str(value))
+    if value is not None and timezone.is_naive(value):
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+def _hashing_secret() -> str:
+    return conf.get("HASHING_SECRET")
+
+
+# --------------------------------------------------------------------------- APIs and scopes
+
+
+def api_create(*, name: str, audience: str, actor: Actor) -> Api:
+    name = _check_text(name, field="name", max_length=64)
+    audience = _check_text(audience, field="audience", max_length=64)
+    try:
+        with transaction.atomic():
+            api = Api.objects.create(name=name, audience=audience)
+            _audit(
+                actor=actor,
+                action=Action.API_CREATED,
+                target_type="api",
+                target_id=api.id,
+                details={"name": name, "audience": audience},
+            )
+    except IntegrityError as exc:
+        raise errors.AudienceTaken(field="audience") from exc
+    return api
+
+
+def _has_active_keys(keys: Any) -> bool:
+    now = timezone.now()
+    return (
+        keys.filter(status=ApiKey.Status.ACTIVE)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        .exists()
+    )
+
+
+def api_delete(*, api: Api, actor: Actor) -> None:
+    """Delete ``api`` and its scopes; refused while active keys use it."""
+    with transaction.atomic():
+        locked = Api.objects.select_for_update().get(pk=api.pk)
+        if _has_active_keys(ApiKey.objects.filter(api=locked)):
+            raise errors.ApiInUse()
+        _audit(
+            actor=actor,
+            action=Action.API_DELETED,
+            target_type="api",
+            target_id=locked.id,
+            details={"name": locked.name, "audience": locked.audience},
+        )
+        locked.delete()
+
+
+def scope_create(*, api: Api, key: str, description: str = "", actor: Actor) -> Scope:
+    key = _check_pattern(key, field="key", pattern=SCOPE_KEY_PATTERN, what="a scope key of 1 to 64 characters without spaces")
+    description = _check_text(description, field="description", max_length=255, min_length=0)
+    try:
+        with transaction.atomic():
+            scope = Scope.objects.create(api=api, key=key, description=description)
+            _audit(
+                actor=actor,
+                action=Action.SCOPE_CREATED,
+                target_type="scope",
+                target_id=scope.id,
+                details={"api_id": api.id, "key": key},
+            )
+    except IntegrityError as exc:
+        raise errors.ScopeKeyTaken(field="key") from exc
+    return scope
+
+
+def scope_update(*, scope: Scope, description: str, actor: Actor) -> Scope:
+    """Change a scope's description; its key never changes (keys refer to it by key)."""
+    scope.description = _check_text(description, field="description", max_length=255, min_length=0)
+    with transaction.atomic():
+        scope.save(update_fields=["description"])
+        _audit(
+            actor=actor,
+            action=Action.SCOPE_UPDATED,
+            target_type="scope",
+            target_id=scope.id,
+            details={"api_id": scope.api_id, "description": scope.description},
+        )
+    return scope
+
+
+def scope_delete(*, scope: Scope, actor: Actor) -> None:
+    """Delete ``scope``; refused while active keys carry it."""
+    with transaction.atomic():
+        locked = Scope.objects.select_for_update().get(pk=scope.pk)
+        if _has_active_keys(locked.api_keys.all()):
+            raise errors.ScopeInUse()
+        _audit(
+            actor=actor,
+            action=Action.SCOPE_DELETED,
+            target_type="scope",
+            target_id=locked.id,
+            details={"api_id": locked.api_id, "key": locked.key},
+        )
+        locked.delete()
+
+
+def _check_pattern(value: Any, *, field: str, pattern: str, what: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(pattern, value):
+        raise errors.ValidationFailed(f"{field} must be {what}.", code="INVALID_FIELD", field=field)
+    return value
+
+
+# --------------------------------------------------------------------------- organizations, users, roles
+
+
+def organization_create(*, name: str, code: str | None = None, actor: Actor) -> Organization:
+    name = _check_text(name, field="name", max_length=128)
+    fields: dict[str, Any] = {"name": name}
+    if code is not None:
+        fields["code"] = _check_pattern(
+            code, field="code", pattern=ORG_CODE_PATTERN, what="org_ followed by lowercase letters and digits"
+        )
+    try:
+        with transaction.atomic():
+            organization = Organization.objects.create(**fields)
+            _audit(
+                actor=actor,
+                action=Action.ORGANIZATION_CREATED,
+                target_type="organization",
+                target_id=organization.code,
+                organization=organization,
+                details={"name": name},
+            )
+    except IntegrityError as exc:
+        raise errors.OrganizationCodeTaken(field="code") from exc
+    return organization
+
+
+def organization_update(*, organization: Organization, name: str, actor: Actor) -> Organization:
+    organization.name = _check_text(name, field="name", max_length=128)
+    with transaction.atomic():
+        organization.save(update_fields=["name"])
+        _audit(
+            actor=actor,
+            action=Action.ORGANIZATION_UPDATED,
+            target_type="organization",
+            target_id=organization.code,
+            organization=organization,
+            details={"name": organization.name},
+        )
+    return organization
+
+
+def user_create(
+    *,
+    email: str,
+    given_name: str = "",
+    family_name: str = "",
+    password: str | None = None,
+    actor: Actor,
+) -> Any:
+    """Create a user; the email is also their sign-in name. No password: portal links only."""
+    from django.core.validators import validate_email
+    from django.core.exceptions import ValidationError
+
+    email = _check_text(email, field="email", max_length=254)
+    try:
+        validate_email(email)
+    except ValidationError as exc:
+        raise errors.ValidationFailed("email is not a valid address.", code="INVALID_EMAIL", field="email") from exc
+    given_name = _check_text(given_name, field="given_name", max_length=150, min_length=0)
+    family_name = _check_text(family_name, field="family_name", max_length=150, min_length=0)
+    if User.objects.filter(Q(email__iexact=email) | Q(username__iexact=email)).exists():
+        raise errors.EmailTaken(field="email")
+    try:
+        with transaction.atomic():
+            user = User(username=email, email=email, first_name=given_name, last_name=family_name)
+            if password:
+                user.set_password(password)
+            else:
+                user.set_unusable_password()
+            user.save()
+            _audit(
+                actor=actor,
+                action=Action.USER_CREATED,
+                target_type="user",
+                target_id=user.public_id,
+                user_public_id=user.public_id,
+                details={"email": email},
+            )
+    except IntegrityError as exc:
+        raise errors.EmailTaken(field="email") from exc
+    return user
+
+
+def role_create(*, key: str, name: str, description: str = "", actor: Actor) -> Role:
+    key = _check_pattern(key, field="key", pattern=ROLE_KEY_PATTERN, what="lowercase letters, digits and _:.- (1 to 64)")
+    name = _check_text(name, field="name", max_length=128)
+    description = _check_text(description, field="description", max_length=255, min_length=0)
+    try:
+        with transaction.atomic():
+            role = Role.objects.create(key=key, name=name, description=description)
+            _audit(
+                actor=actor,
+                action=Action.ROLE_CREATED,
+                target_type="role",
+                target_id=role.id,
+                details={"key": key, "name": name},
+            )
+    except IntegrityError as exc:
+        raise errors.RoleKeyTaken(field="key") from exc
+    return role
+
+
+def role_change_permissions(
+    *, role: Role, add: Sequence[str] = (), remove: Sequence[str] = (), actor: Actor
+) -> Role:
+    """Grant the system permissions in ``add`` and withdraw those in ``remove`` (by key)."""
+    keys = set(add) | set(remove)
+    known = {p.key: p for p in SystemPermission.objects.filter(key__in=keys)}
+    for key in keys:
+        if key not in known:
+            raise errors.PermissionNotFound(f"No system permission {key[:80]!r}.", field="system_permissions")
+    with transaction.atomic():
+        role.system_permissions.add(*(known[k] for k in add))
+        role.system_permissions.remove(*(known[k] for k in remove))
+        _audit(
+            actor=actor,
+            action=Action.ROLE_PERMISSIONS_CHANGED,
+            target_type="role",
+            target_id=role.id,
+            details={"added": sorted(add), "removed": sorted(remove)},
+        )
+    return role
+
+
+def membership_add(
+    *, organization: Organization, user: Any, roles: Iterable[Role] = (), actor: Actor
+) -> Membership:
+    """Add ``user`` to ``organization`` with ``roles``; for a member, set their roles."""
+    roles = list(roles)
+    with transaction.atomic():
+        membership, created = Membership.objects.get_or_create(organization=organization, user=user)
+        membership.roles.set(roles)
+        _audit(
+            actor=actor,
+            action=Action.MEMBERSHIP_ADDED if created else Action.MEMBERSHIP_ROLES_CHANGED,
+            target_type="membership",
+            target_id=user.public_id,
+            organization=organization,
+            user_public_id=user.public_id,
+            details={"roles": sorted(r.key for r in roles)},
+        )
+    return membership
+
+
+def membership_remove(*, organization: Organization, user: Any, actor: Actor) -> None:
+    with transaction.atomic():
+        deleted, _ = Membership.objects.filter(organization=organization, user=user).delete()
+        if deleted:
+            _audit(
+                actor=actor,
+                action=Action.MEMBERSHIP_REMOVED,
+                target_type="membership",
+                target_id=user.public_id,
+                organization=organization,
+                user_public_id=user.public_id,
+            )
+
+
+# --------------------------------------------------------------------------- M2M applications
+
+
+@dataclass(frozen=True)
+class IssuedApplication:
+    """An M2M application just created, with its client secret: show it once."""
+
+    application: Any
+    client_secret: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"IssuedApplication(client_id={self.application.client_id!r}, client_secret=<hidden>)"
+
+
+def _check_management_scopes(scopes: Iterable[str]) -> list[str]:
+    chosen = list(dict.fromkeys(scopes))
+    unknown = [s for s in chosen if s not in MANAGEMENT_SCOPES]
+    if unknown:
+        raise errors.ValidationFailed(
+            f"Unknown Management API scope(s): {', '.join(str(u)[:64] for u in unknown)}.",
+            code="INVALID_SCOPE",
+            field="scopes",
+        )
+    return chosen
+
+
+def m2m_application_create(*, name: str, scopes: Iterable[str], actor: Actor) -> IssuedApplication:
+    """Create a confidential client-credentials application granted ``scopes``.
+
+    The client secret is stored hashed by django-oauth-toolkit; the plaintext exists only
+    in the returned value.
+    """
+    from oauth2_provider.generators import generate_client_secret
+    from oauth2_provider.models import get_application_model
+
+    Application = get_application_model()
+    name = _check_text(name, field="name", max_length=255)
+    chosen = _check_management_scopes(scopes)
+    secret = generate_client_secret()
+    with transaction.atomic():
+        application = Application(
+            name=name,
+            client_type=Application.CLIENT_CONFIDENTIAL,
+            authorization_grant_type=Application.GRANT_CLIENT_CREDENTIALS,
+            client_secret=secret,
+            hash_client_secret=True,
+        )
+        application.save()
+        M2MGrant.objects.create(application=application, scopes=" ".join(chosen))
+        _audit(
+            actor=actor,
+            action=Action.APPLICATION_CREATED,
+            target_type="application",
+            target_id=str(application.client_id)[:64],
+            details={"name": name, "scopes": chosen},
+        )
+    return IssuedApplication(application=application, client_secret=secret)
+
+
+def m2m_application_set_scopes(*, application: Any, scopes: Iterable[str], actor: Actor) -> M2MGrant:
+    """Replace the scopes granted to ``application``. Tokens already issued keep theirs until
+    they expire; new tokens carry only the new grant."""
+    chosen = _check_management_scopes(scopes)
+    with transaction.atomic():
+        grant, _ = M2MGrant.objects.update_or_create(
+            application=application, defaults={"scopes": " ".join(chosen)}
+        )
+        _audit(
+            actor=actor,
+            action=Action.APPLICATION_UPDATED,
+            target_type="application",
+            target_id=str(application.client_id)[:64],
+            details={"scopes": chosen},
+        )
+    return grant

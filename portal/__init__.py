@@ -1,0 +1,1 @@
+"""The self-serve portal: customers manage their own and their organizations' keys."""

@@ -1,0 +1,15 @@
+"""Settings for the test suite: the real settings, with throwaway secrets.
+
+``DATABASE_URL`` and ``CACHE_URL`` still come from the environment, so ``make test``
+runs the same suite on SQLite or on PostgreSQL and Redis.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production")
+os.environ.setdefault("APIKEYS_HASHING_SECRET", "test-only-hashing-secret-not-for-production")
+os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
+
+from project.settings import *  # noqa: E402,F403

@@ -1,0 +1,59 @@
+"""Shared fixtures. Everything that makes a key goes through the real services."""
+
+from __future__ import annotations
+
+import pytest
+
+from apikeys import services
+from apikeys.models import Api, Organization, Scope
+from tests.factories import ApiFactory, OrganizationFactory, ScopeFactory, UserFactory
+
+
+@pytest.fixture
+def actor() -> services.Actor:
+    return services.Actor.system()
+
+
+@pytest.fixture
+def api(db) -> Api:
+    return ApiFactory(name="Users API", audience="https://users.example.com")
+
+
+@pytest.fixture
+def read_users(api) -> Scope:
+    return ScopeFactory(api=api, key="read:users")
+
+
+@pytest.fixture
+def write_users(api) -> Scope:
+    return ScopeFactory(api=api, key="write:users")
+
+
+@pytest.fixture
+def organization(db) -> Organization:
+    return OrganizationFactory(name="Acme")
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def issued_key(api, read_users, write_users, organization, actor) -> services.IssuedKey:
+    """An organization-level key with read:users and write:users."""
+    return services.api_key_issue(
+        name="Backend",
+        api=api,
+        scopes=[read_users, write_users],
+        organization=organization,
+        actor=actor,
+    )
+
+
+@pytest.fixture
+def user_key(api, read_users, user, actor) -> services.IssuedKey:
+    """A user-level key with read:users."""
+    return services.api_key_issue(
+        name="Personal", api=api, scopes=["read:users"], user=user, actor=actor
+    )

@@ -1,0 +1,67 @@
+"""factory_boy factories. Keys are never built here: use the ``issued_key`` fixture or
+``apikeys.services.api_key_issue`` so that tests exercise the real issuing path."""
+
+from __future__ import annotations
+
+import factory
+from django.contrib.auth import get_user_model
+
+from apikeys.models import Api, Membership, Organization, Role, Scope
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}@example.com")
+    email = factory.LazyAttribute(lambda u: u.username)
+    first_name = "Ada"
+    last_name = factory.Sequence(lambda n: f"Tester{n}")
+    password = factory.django.Password(None)
+
+
+class OrganizationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Organization
+
+    name = factory.Sequence(lambda n: f"Organization {n}")
+
+
+class ApiFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Api
+
+    name = factory.Sequence(lambda n: f"API {n}")
+    audience = factory.Sequence(lambda n: f"https://api{n}.example.com")
+
+
+class ScopeFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Scope
+
+    api = factory.SubFactory(ApiFactory)
+    key = factory.Sequence(lambda n: f"read:things{n}")
+    description = "A scope"
+
+
+class RoleFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Role
+
+    key = factory.Sequence(lambda n: f"role-{n}")
+    name = factory.Sequence(lambda n: f"Role {n}")
+
+
+class MembershipFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Membership
+        skip_postgeneration_save = True
+
+    organization = factory.SubFactory(OrganizationFactory)
+    user = factory.SubFactory(UserFactory)
+
+    @factory.post_generation
+    def roles(self, create, extracted, **kwargs):
+        if create and extracted:
+            self.roles.set(extracted)
