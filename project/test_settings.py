@@ -13,3 +13,6 @@ os.environ.setdefault("APIKEYS_HASHING_SECRET", "test-only-hashing-secret-not-fo
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
 
 from project.settings import *  # noqa: E402,F403
+
+# Parallel test workers (pytest-xdist) may share one Redis: keep their cache keys apart.
+CACHES["default"]["KEY_PREFIX"] = "test-" + os.environ.get("PYTEST_XDIST_WORKER", "main")  # noqa: F405

@@ -1,0 +1,184 @@
+"""What every Management API view shares: M2M token authentication, per-method scopes,
+strict JSON in and out, the contract's errors and cursor pagination."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+
+from django.db.models import QuerySet
+from oauth2_provider.contrib.rest_framework import OAuth2Authentication
+from rest_framework import exceptions as drf
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import BasePermission
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from apikeys.api.errors import ApiError, bad_request, exception_handler
+from apikeys.services import Actor
+
+MAX_BODY_BYTES = 64 * 1024
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 100
+
+
+class ManagementTokenAuthentication(OAuth2Authentication):
+    """An OAuth 2.0 access token of an M2M application (django-oauth-toolkit)."""
+
+
+class HasManagementScope(BasePermission):
+    """The token must carry one of the scopes the view lists for the request's method.
+
+    ``required_scopes = {"GET": ["read:api_keys"], "POST": ["create:api_keys"]}``; a list
+    of several scopes means any one of them will do.
+    """
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        token = request.auth
+        if token is None or not hasattr(token, "scope"):
+            raise drf.NotAuthenticated("A valid Bearer access token is required.")
+        method = "GET" if request.method == "HEAD" else request.method
+        wanted = view.required_scopes.get(method)
+        if not wanted:
+            # Every operation names its scope; anything else (OPTIONS included) is not offered.
+            raise drf.MethodNotAllowed(request.method)
+        granted = set(token.scope.split())
+        if granted.isdisjoint(wanted):
+            raise ApiError(
+                status=HTTPStatus.FORBIDDEN,
+                code="INSUFFICIENT_SCOPE",
+                message=f"This operation needs the scope {' or '.join(wanted)}.",
+            )
+        return True
+
+
+class LimitedJSONParser(JSONParser):
+    """JSON bodies up to 64 KiB, also when no Content-Length announces the size."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        raw = stream.read(MAX_BODY_BYTES + 1) if stream is not None else b""
+        if len(raw) > MAX_BODY_BYTES:
+            raise _too_large()
+        import io
+
+        return super().parse(io.BytesIO(raw), media_type, parser_context)
+
+
+class AlwaysJson(BaseContentNegotiation):
+    """Answer JSON whatever the Accept header says: errors must never be HTML or a 406."""
+
+    def select_parser(self, request: Request, parsers: list[Any]) -> Any:
+        for parser in parsers:
+            if request.content_type and request.content_type.split(";")[0].strip() == parser.media_type:
+                return parser
+        return None
+
+    def select_renderer(self, request: Request, renderers: list[Any], format_suffix: Any = None) -> Any:
+        return renderers[0], renderers[0].media_type
+
+
+def _too_large() -> ApiError:
+    return ApiError(
+        status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+        code="REQUEST_TOO_LARGE",
+        message=f"The body is larger than {MAX_BODY_BYTES // 1024} KiB.",
+    )
+
+
+class ManagementApiView(APIView):
+    """Base of every ``/api/v1/`` view."""
+
+    authentication_classes = [ManagementTokenAuthentication]
+    permission_classes = [HasManagementScope]
+    parser_classes = [LimitedJSONParser]
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = AlwaysJson
+    throttle_classes: list[Any] = []
+    required_scopes: dict[str, list[str]] = {}
+
+    def get_exception_handler(self) -> Callable[..., Any]:
+        return exception_handler
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        self._check_body(request)
+        super().initial(request, *args, **kwargs)
+
+    @staticmethod
+    def _check_body(request: Request) -> None:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > MAX_BODY_BYTES:
+            raise _too_large()
+        if request.method in ("POST", "PUT", "PATCH") and length > 0:
+            media_type = (request.content_type or "").split(";")[0].strip().lower()
+            if media_type != "application/json":
+                raise drf.UnsupportedMediaType(media_type or "none")
+
+    def actor(self) -> Actor:
+        from apikeys.http import client_ip
+
+        token = self.request.auth
+        return Actor(application=getattr(token, "application", None), ip=client_ip(self.request))
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body, which must be an object (an empty body is an empty object)."""
+        data = self.request.data
+        if not isinstance(data, dict):
+            raise bad_request("INVALID_REQUEST", "The body must be a JSON object.")
+        return data
+
+
+# --------------------------------------------------------------------------- pagination
+
+
+def page_size(request: Request) -> int:
+    raw = request.query_params.get("page_size")
+    if raw is None or raw == "":
+        return DEFAULT_PAGE_SIZE
+    if not raw.isdigit() or int(raw) < 1:
+        raise bad_request("INVALID_PAGE_SIZE", "page_size must be a whole number from 1 to 100.", "page_size")
+    size = int(raw)
+    if size > MAX_PAGE_SIZE:
+        raise bad_request(
+            "PAGE_SIZE_LIMIT_EXCEEDED", f"page_size may be at most {MAX_PAGE_SIZE}.", "page_size"
+        )
+    return size
+
+
+def paginate(
+    request: Request,
+    queryset: QuerySet[Any],
+    *,
+    order_field: str,
+    cursor_value: Callable[[str], Any],
+) -> tuple[list[Any], bool]:
+    """Newest first by ``order_field`` (unique, time-ordered); ``starting_after`` is the
+    public id of the last item of the previous page, turned into an ``order_field`` value by
+    ``cursor_value`` (which returns None for an id that cannot be a cursor).
+
+    A strict order on a unique field means a walk sees every item that existed when it
+    started exactly once, whatever is added meanwhile.
+    """
+    size = page_size(request)
+    after = request.query_params.get("starting_after")
+    if after is not None:
+        value = cursor_value(after) if after else None
+        if value is None:
+            raise bad_request(
+                "INVALID_CURSOR", "starting_after is not the id of an item of this list.", "starting_after"
+            )
+        queryset = queryset.filter(**{f"{order_field}__lt": value})
+    items = list(queryset.order_by(f"-{order_field}")[: size + 1])
+    return items[:size], len(items) > size
+
+
+def list_body(name: str, items: list[Any], has_more: bool) -> dict[str, Any]:
+    return {"code": "OK", "message": "Success", "has_more": has_more, name: items}
+
+
+OK = {"code": "OK", "message": "Success"}
