@@ -104,7 +104,18 @@ class ManagementApiView(APIView):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         self._check_body(request)
+        self._check_nul(request, kwargs)
         super().initial(request, *args, **kwargs)
+
+    @staticmethod
+    def _check_nul(request: Request, kwargs: dict[str, Any]) -> None:
+        # PostgreSQL text cannot hold NUL: refuse it at the door instead of failing in the
+        # database. No id, code or filter value of ours can contain one.
+        if any("\x00" in str(value) for value in kwargs.values()):
+            raise ApiError(status=HTTPStatus.NOT_FOUND, code="ROUTE_NOT_FOUND", message="No such route.")
+        for name, values in request.query_params.lists():
+            if "\x00" in name or any("\x00" in v for v in values):
+                raise bad_request("INVALID_QUERY", "Query parameters cannot contain NUL characters.", name[:64])
 
     @staticmethod
     def _check_body(request: Request) -> None:

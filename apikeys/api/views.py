@@ -22,6 +22,7 @@ from rest_framework.response import Response
 
 from apikeys import conf, services
 from apikeys import exceptions as errors
+from apikeys.api import schema as _schema  # noqa: F401  (registers the security scheme)
 from apikeys.api import serializers as s
 from apikeys.api.base import OK, ManagementApiView, list_body, paginate
 from apikeys.api.errors import ApiError, bad_request, json_error, not_found
@@ -310,7 +311,7 @@ class ApiKeyVerifyApi(ManagementApiView):
         if not isinstance(key, str) or not key:
             raise bad_request("INVALID_FIELD", "api_key must be a non-empty string.", "api_key")
         audience = data.get("audience")
-        if audience is not None and not isinstance(audience, str):
+        if audience is not None and (not isinstance(audience, str) or "\x00" in audience):
             raise bad_request("INVALID_FIELD", "audience must be a string.", "audience")
         result = services.api_key_verify(key=key, audience=audience, ip=client_ip(request))
         if not result.is_valid:
