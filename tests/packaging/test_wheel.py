@@ -169,6 +169,9 @@ def test_the_wheel_ships_templates_static_files_and_migrations(tree_wheel: Path)
     for package in ("apikeys", "portal"):
         for migration in (REPO / package / "migrations").glob("*.py"):
             expected.add(f"{package}/migrations/{migration.name}")
+        for path in (REPO / package / "static").rglob("*"):
+            if path.is_file():
+                expected.add(path.relative_to(REPO).as_posix())
     assert "apikeys/migrations/0001_initial.py" in expected
     assert expected <= names, sorted(expected - names)
 
