@@ -72,16 +72,21 @@ def self_serve_settings(request: HttpRequest) -> SelfServeSettings:
 def layout_context(request: HttpRequest) -> dict[str, Any]:
     """What the layout needs on every page: the platform's name, the navigation and the
     "Back to app" link. A constant number of queries, whatever the user's keys."""
-    context: dict[str, Any] = {"platform_name": conf.get("PORTAL_PLATFORM_NAME")}
+    context: dict[str, Any] = {
+        "platform_name": conf.get("PORTAL_PLATFORM_NAME"),
+        "show_nav": False,
+    }
     if request.user.is_authenticated:
         switches = self_serve_settings(request)
+        organizations = (
+            list(organizations_readable_by(request.user))
+            if switches.organization_keys_enabled
+            else []
+        )
         context.update(
             self_serve=switches,
-            nav_organizations=(
-                list(organizations_readable_by(request.user))
-                if switches.organization_keys_enabled
-                else []
-            ),
+            nav_organizations=organizations,
+            show_nav=switches.user_keys_enabled or bool(organizations),
             return_url=request.session.get(RETURN_URL_SESSION_KEY, ""),
         )
     return context
@@ -377,7 +382,9 @@ class HomeView(PortalLoginRequiredMixin, TemplateView):
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         switches = self_serve_settings(request)
         if not switches.any_enabled:
-            raise SelfServeDisabled("all")
+            # The portal's front page exists and says so (200); only the pages of a
+            # switched-off kind are gone (404).
+            return render_refusal(request, "portal/disabled.html", status=200, kind="all")
         if switches.user_keys_enabled:
             return redirect("portal:user-keys")
         first = organizations_readable_by(request.user).first()
