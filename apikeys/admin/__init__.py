@@ -1,0 +1,19 @@
+"""The Django admin for platform admins: every model of the product, written through
+:mod:`apikeys.services` so that each change is audited with the admin as actor.
+
+- ``keys``: API keys (issue, shown once; rotate; revoke; never delete).
+- ``directory``: organizations, users, memberships, roles, system permissions.
+- ``apis``: APIs with their scopes.
+- ``applications``: M2M applications and their granted Management API scopes.
+- ``audit``: the audit trail, read-only.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from apikeys.admin import apis, applications, audit, directory, keys  # noqa: F401  (registers)
+
+admin.site.site_header = "API keys administration"
+admin.site.site_title = "API keys admin"
+admin.site.index_title = "Platform administration"
