@@ -3,6 +3,7 @@ strict JSON in and out, the contract's errors and cursor pagination."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
@@ -18,6 +19,7 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from apikeys.api.errors import ApiError, bad_request, exception_handler
+from apikeys.http import client_ip
 from apikeys.services import Actor
 
 MAX_BODY_BYTES = 64 * 1024
@@ -62,8 +64,6 @@ class LimitedJSONParser(JSONParser):
         raw = stream.read(MAX_BODY_BYTES + 1) if stream is not None else b""
         if len(raw) > MAX_BODY_BYTES:
             raise _too_large()
-        import io
-
         return super().parse(io.BytesIO(raw), media_type, parser_context)
 
 
@@ -131,8 +131,6 @@ class ManagementApiView(APIView):
                 raise drf.UnsupportedMediaType(media_type or "none")
 
     def actor(self) -> Actor:
-        from apikeys.http import client_ip
-
         token = self.request.auth
         return Actor(application=getattr(token, "application", None), ip=client_ip(self.request))
 
@@ -149,8 +147,9 @@ class ManagementApiView(APIView):
 
 def page_size(request: Request) -> int:
     raw = request.query_params.get("page_size")
-    if raw is None or raw == "":
+    if raw is None:
         return DEFAULT_PAGE_SIZE
+    # An empty page_size (like an empty cursor) is a mistake to report, not a default.
     if not raw.isdigit() or int(raw) < 1:
         raise bad_request("INVALID_PAGE_SIZE", "page_size must be a whole number from 1 to 100.", "page_size")
     size = int(raw)

@@ -69,22 +69,24 @@ _FIELD_CODES = {
 
 
 def _flatten(detail: Any, field: str | None = None) -> list[dict[str, str]]:
+    """DRF's nested error detail as a flat list of entries, each naming its field as a
+    dotted path (``users.0.id``); errors of the whole body name no field."""
     if isinstance(detail, dict):
         out: list[dict[str, str]] = []
         for key, value in detail.items():
-            name = None if key in ("non_field_errors",) else (f"{field}.{key}" if field and not str(key).isdigit() else (field or str(key)))
+            if key == "non_field_errors":
+                name = field
+            else:
+                name = f"{field}.{key}" if field else str(key)
             out.extend(_flatten(value, name))
         return out
     if isinstance(detail, list):
         out = []
         for item in detail:
-            out.extend(_flatten(item, field))
-        # One entry per distinct problem, even when several list items share it.
-        unique: list[dict[str, str]] = []
-        for item in out:
-            if item not in unique:
-                unique.append(item)
-        return unique
+            for problem in _flatten(item, field):
+                if problem not in out:  # one entry per distinct problem
+                    out.append(problem)
+        return out
     code = getattr(detail, "code", None) or "invalid"
     if not str(code).isupper():
         code = _FIELD_CODES.get(code, "INVALID_FIELD" if field else "INVALID_REQUEST")

@@ -26,6 +26,7 @@ from apikeys.api import schema as _schema  # noqa: F401  (registers the security
 from apikeys.api import serializers as s
 from apikeys.api.base import OK, ManagementApiView, list_body, paginate
 from apikeys.api.errors import ApiError, bad_request, json_error, not_found
+from apikeys.http import client_ip
 from apikeys.models import (
     API_ID_PATTERN,
     API_KEY_ID_PATTERN,
@@ -92,8 +93,12 @@ def _matches(pattern: str, value: str) -> str | None:
 
 def _filter_value(request: Request, name: str, allowed: tuple[str, ...] | None = None) -> str | None:
     value = request.query_params.get(name)
-    if value is None or value == "":
+    if value is None:
         return None
+    # An empty filter is refused, not ignored: ``?org_code=`` built from a missing value
+    # would otherwise silently list every organization's keys.
+    if value == "":
+        raise bad_request("INVALID_FILTER", f"{name} cannot be empty; leave it out instead.", name)
     if allowed is not None and value not in allowed:
         raise bad_request("INVALID_FILTER", f"{name} must be one of: {', '.join(allowed)}.", name)
     return value
@@ -298,8 +303,6 @@ class ApiKeyVerifyApi(ManagementApiView):
         responses={200: s.VerificationOut, 429: s.ErrorOut, **ERRORS},
     )
     def post(self, request: Request) -> Response:
-        from apikeys.http import client_ip
-
         data = self.body()
         unknown = set(data) - {"api_key", "audience"}
         if unknown:
@@ -311,8 +314,8 @@ class ApiKeyVerifyApi(ManagementApiView):
         if not isinstance(key, str) or not key:
             raise bad_request("INVALID_FIELD", "api_key must be a non-empty string.", "api_key")
         audience = data.get("audience")
-        if audience is not None and (not isinstance(audience, str) or "\x00" in audience):
-            raise bad_request("INVALID_FIELD", "audience must be a string.", "audience")
+        if audience is not None and (not isinstance(audience, str) or not audience or "\x00" in audience):
+            raise bad_request("INVALID_FIELD", "audience must be a non-empty string.", "audience")
         result = services.api_key_verify(key=key, audience=audience, ip=client_ip(request))
         if not result.is_valid:
             self._limit_failures(request)
