@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.checks import Error, Tags, register
+from django.core.checks import CheckMessage, Error, Tags, register
+from django.core.checks import Warning as CheckWarning
 
 from apikeys.conf import DEFAULTS, get
 
@@ -17,6 +21,8 @@ MIN_HASHING_SECRET_LENGTH = 32
 def check_apikeys_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     errors: list[Error] = []
     configured = getattr(settings, "APIKEYS", {})
+    if not isinstance(configured, Mapping):
+        return [Error("The APIKEYS setting must be a dict.", id="apikeys.E005")]
     for name in configured:
         if name not in DEFAULTS:
             errors.append(
@@ -49,3 +55,133 @@ def check_apikeys_settings(app_configs: Any = None, **kwargs: Any) -> list[Error
             Error("APIKEYS['TRUST_X_FORWARDED_FOR'] must be True or False.", id="apikeys.E004")
         )
     return errors
+
+
+# A return-URL host entry: a host name or IP ("app.example.com", "127.0.0.1", "[::1]"), or a
+# leading dot for a domain and its subdomains (".example.com"). Never "*": that would make
+# every portal link an open redirect.
+_RETURN_HOST_PATTERN = re.compile(
+    r"^(\.?[a-z0-9-]+(\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])$", re.IGNORECASE
+)
+
+
+@register(Tags.security)
+def check_portal_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """The self-serve portal's ``APIKEYS`` knobs (``PORTAL_…``)."""
+    if not isinstance(getattr(settings, "APIKEYS", {}), Mapping):
+        return []  # reported once, as apikeys.E005, by check_apikeys_settings
+    errors: list[Error] = []
+    hosts = get("PORTAL_RETURN_URL_HOSTS")
+    if not isinstance(hosts, list | tuple) or not all(
+        isinstance(h, str) and _RETURN_HOST_PATTERN.fullmatch(h) for h in hosts
+    ):
+        errors.append(
+            Error(
+                "APIKEYS['PORTAL_RETURN_URL_HOSTS'] must be a list of host names, "
+                "each optionally starting with a dot for a domain and its subdomains.",
+                hint="For example APIKEYS_PORTAL_RETURN_URL_HOSTS=app.example.com,.example.org "
+                "(no scheme, no port, no '*').",
+                id="apikeys.E101",
+            )
+        )
+    public_url = get("PORTAL_PUBLIC_URL")
+    if public_url is not None:
+        parts = urlsplit(public_url) if isinstance(public_url, str) else None
+        if (
+            parts is None
+            or parts.scheme not in {"http", "https"}
+            or not parts.hostname
+            or parts.path not in {"", "/"}
+            or parts.query
+            or parts.fragment
+            or parts.username
+        ):
+            errors.append(
+                Error(
+                    "APIKEYS['PORTAL_PUBLIC_URL'] must be a scheme and host, such as "
+                    "'https://keys.example.com', or None.",
+                    id="apikeys.E102",
+                )
+            )
+    name = get("PORTAL_PLATFORM_NAME")
+    if not isinstance(name, str) or not 1 <= len(name.strip()) <= 64:
+        errors.append(
+            Error("APIKEYS['PORTAL_PLATFORM_NAME'] must be 1 to 64 characters.", id="apikeys.E103")
+        )
+    for knob in (
+        "PORTAL_LOGIN_MAX_FAILURES",
+        "PORTAL_LOGIN_MAX_FAILURES_PER_IP",
+        "PORTAL_LOGIN_LOCKOUT_SECONDS",
+    ):
+        value = get(knob)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            errors.append(
+                Error(f"APIKEYS[{knob!r}] must be a positive integer.", id="apikeys.E104")
+            )
+    return errors
+
+
+# Knobs with a rule of their own in this module. Every other knob, including any added
+# later, is held by check_apikeys_setting_kinds to the kind of its default, so that it is
+# checked from the day it exists: a negative lifetime, window or limit is refused.
+_KNOBS_WITH_OWN_RULES = frozenset(
+    {
+        "HASHING_SECRET",
+        "TRUST_X_FORWARDED_FOR",
+        "MAX_ROTATION_GRACE_SECONDS",
+        "PORTAL_RETURN_URL_HOSTS",
+        "PORTAL_PUBLIC_URL",
+        "PORTAL_PLATFORM_NAME",
+        "PORTAL_LOGIN_MAX_FAILURES",
+        "PORTAL_LOGIN_MAX_FAILURES_PER_IP",
+        "PORTAL_LOGIN_LOCKOUT_SECONDS",
+    }
+)
+
+
+def _kind_problem(value: Any, default: Any) -> str | None:
+    """What ``value`` must be to match the kind of ``default``, or None when it does."""
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "True or False"
+    if isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        return None if ok else "a whole number of 0 or more"
+    if isinstance(default, str):
+        return None if isinstance(value, str) else "a string"
+    if isinstance(default, list | tuple):
+        ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+        return None if ok else "a list of strings"
+    return None  # a None default says nothing about the kind; such knobs need their own rule
+
+
+@register(Tags.security)
+def check_apikeys_setting_kinds(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Every knob without a rule of its own has the kind of its default; and the hashing
+    secret is not Django's ``SECRET_KEY`` (sharing it would undo their independence)."""
+    configured = getattr(settings, "APIKEYS", {})
+    if not isinstance(configured, Mapping):
+        return []  # reported once, as apikeys.E005, by check_apikeys_settings
+    messages: list[CheckMessage] = []
+    for name, default in DEFAULTS.items():
+        if name in _KNOBS_WITH_OWN_RULES or name not in configured:
+            continue
+        problem = _kind_problem(configured[name], default)
+        if problem is not None:
+            messages.append(
+                Error(
+                    f"APIKEYS[{name!r}] must be {problem}.",
+                    hint=f"Its default is {default!r}.",
+                    id="apikeys.E006",
+                )
+            )
+    secret = configured.get("HASHING_SECRET")
+    if secret and secret == getattr(settings, "SECRET_KEY", None):
+        messages.append(
+            CheckWarning(
+                "APIKEYS['HASHING_SECRET'] is the same value as SECRET_KEY.",
+                hint="Give it a value of its own, so that rotating SECRET_KEY does not "
+                "invalidate every API key (changing HASHING_SECRET does).",
+                id="apikeys.W001",
+            )
+        )
+    return messages

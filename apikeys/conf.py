@@ -1,14 +1,41 @@
 """The app's own settings: one ``APIKEYS`` dict in Django settings, read at use.
 
 Values are looked up on every access (never cached at import), so ``override_settings``
-in tests and settings reloads behave as expected.
+in tests and settings reloads behave as expected. ``apikeys/checks.py`` rejects bad values
+at start-up; a knob without a rule of its own there is held to the kind of its default (a
+whole number of 0 or more, True/False, text, a list of text).
+
+Every knob, with its default:
+
+- ``HASHING_SECRET`` (required; default ``None``): secret of the keyed digest
+  (HMAC-SHA-256) of every key, at least 32 characters, not ``SECRET_KEY``. Changing it
+  invalidates every issued key.
+- ``TRUST_X_FORWARDED_FOR`` (``False``): take the caller's IP from the last
+  ``X-Forwarded-For`` entry (only behind one reverse proxy you control).
+- ``MAX_ROTATION_GRACE_SECONDS`` (``604800``, 7 days): longest grace period a rotation may
+  keep the previous secret valid for.
+- ``VERIFY_FAILURE_LIMIT`` (``300``) and ``VERIFY_FAILURE_WINDOW`` (``60`` seconds): failed
+  verifications one M2M application may make per window before further failures answer
+  429; ``0`` switches the limit off.
+- ``MANAGEMENT_API_AUDIENCE`` (``None``): the audience an M2M token request may name;
+  ``None`` means ``<scheme>://<host>/api`` of the request.
+- ``PORTAL_RETURN_URL_HOSTS`` (``[]``): hosts a portal link's ``return_url`` may point at
+  (``"app.example.com"``, or ``".example.com"`` for a domain and its subdomains).
+- ``PORTAL_PUBLIC_URL`` (``None``): scheme and host portal links are built on; ``None``
+  means those of the Management API request.
+- ``PORTAL_PLATFORM_NAME`` (``"Developer portal"``): shown in the portal's header and titles.
+- ``PORTAL_LOGIN_MAX_FAILURES`` (``5``), ``PORTAL_LOGIN_MAX_FAILURES_PER_IP`` (``50``) and
+  ``PORTAL_LOGIN_LOCKOUT_SECONDS`` (``900``): failed portal sign-ins allowed per account
+  name and per IP within the lockout window.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 DEFAULTS: dict[str, Any] = {
     # Secret for the keyed digest (HMAC-SHA-256) of every API key. Independent of
@@ -19,6 +46,28 @@ DEFAULTS: dict[str, Any] = {
     "TRUST_X_FORWARDED_FOR": False,
     # Longest grace period a rotation may keep the previous secret valid for (seconds).
     "MAX_ROTATION_GRACE_SECONDS": 7 * 24 * 3600,
+    # Failed verifications one M2M application may make per window before further failures
+    # answer 429 (valid keys still verify), and the window in seconds.
+    "VERIFY_FAILURE_LIMIT": 300,
+    "VERIFY_FAILURE_WINDOW": 60,
+    # The audience an M2M token request may name; None: "<scheme>://<host>/api" of the request.
+    "MANAGEMENT_API_AUDIENCE": None,
+    # --- Self-serve portal (the ``portal`` app).
+    # Hosts a portal link's ``return_url`` may point at: exact names ("app.example.com") or
+    # a leading dot for a domain and its subdomains (".example.com"). Empty: no return_url
+    # is accepted. Anything else is refused, so a portal link is never an open redirect.
+    "PORTAL_RETURN_URL_HOSTS": [],
+    # Scheme and host that portal links are built on ("https://keys.example.com"); None:
+    # the scheme and host the Management API request came in on.
+    "PORTAL_PUBLIC_URL": None,
+    # The platform's name, shown in the portal's header and page titles.
+    "PORTAL_PLATFORM_NAME": "Developer portal",
+    # Login throttling: failed sign-ins allowed per account name, and per client IP, within
+    # a window of PORTAL_LOGIN_LOCKOUT_SECONDS; past either, sign-in is refused until the
+    # window ends.
+    "PORTAL_LOGIN_MAX_FAILURES": 5,
+    "PORTAL_LOGIN_MAX_FAILURES_PER_IP": 50,
+    "PORTAL_LOGIN_LOCKOUT_SECONDS": 15 * 60,
 }
 
 
@@ -26,4 +75,8 @@ def get(name: str) -> Any:
     """Return the ``APIKEYS[name]`` setting, or its default."""
     if name not in DEFAULTS:
         raise KeyError(f"Unknown APIKEYS setting {name!r}")
-    return getattr(settings, "APIKEYS", {}).get(name, DEFAULTS[name])
+    configured = getattr(settings, "APIKEYS", {})
+    if not isinstance(configured, Mapping):
+        # Reported as apikeys.E005 by the system checks; refuse clearly if reached anyway.
+        raise ImproperlyConfigured("The APIKEYS setting must be a dict.")
+    return configured.get(name, DEFAULTS[name])

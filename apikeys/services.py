@@ -400,22 +400,65 @@ def api_key_verify(
 def _count_valid_verification(
     key_digest: str, audience: str | None, ip: str | None, now: datetime
 ) -> tuple[Any, ...] | None:
-    table = connection.ops.quote_name(ApiKey._meta.db_table)
+    """Count one verification if ``key_digest`` is a valid key; its columns, else None.
+
+    One statement, one round trip: the ``WHERE`` checks every condition, the ``SET`` counts,
+    ``RETURNING`` answers. The row lock the ``UPDATE`` takes makes concurrent verifications
+    of one key queue for a few microseconds each, and every one of them is counted: no
+    read-modify-write in Python, no lost update.
+    """
     db_now = connection.ops.adapt_datetimefield_value(now)
-    audience_clause = "" if audience is None else " AND audience = %s"
-    sql = (
-        f"UPDATE {table} SET verification_count = verification_count + 1, "
-        "last_verified_on = %s, last_verified_ip = %s "
-        "WHERE (digest = %s OR (previous_digest = %s AND previous_expires_at > %s)) "
-        "AND status = %s AND (expires_at IS NULL OR expires_at > %s)"
-        f"{audience_clause} RETURNING {', '.join(_VERIFY_COLUMNS)}"
-    )
-    params: list[Any] = [db_now, ip, key_digest, key_digest, db_now, ApiKey.Status.ACTIVE, db_now]
+    # On PostgreSQL, this statement's own transaction commits without waiting for the WAL
+    # flush (synchronous_commit off, for this transaction only): the count is visible to
+    # every reader at once, and only a database crash (not a restart) could lose the last
+    # fraction of a second of counts. Key state (issue, rotate, revoke) always commits
+    # synchronously. Inside a caller's transaction the setting would spread to the
+    # caller's writes, so it is used only in autocommit.
+    async_commit = connection.vendor == "postgresql" and not connection.in_atomic_block
+    sql = _verify_sql(connection.vendor, audience is not None, async_commit)
+    params: list[Any] = [
+        db_now, ip,  # last_verified_ip
+        db_now, db_now,  # last_verified_on
+        key_digest, key_digest, db_now, ApiKey.Status.ACTIVE, db_now,  # WHERE
+    ]
     if audience is not None:
         params.append(audience)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone()
+
+
+_VERIFY_SQL: dict[tuple[str, bool, bool], str] = {}
+
+
+def _verify_sql(vendor: str, with_audience: bool, async_commit: bool) -> str:
+    """The verify statement, built once per shape (it is on every request's path)."""
+    shape = (vendor, with_audience, async_commit)
+    if shape not in _VERIFY_SQL:
+        _VERIFY_SQL[shape] = _build_verify_sql(with_audience, async_commit)
+    return _VERIFY_SQL[shape]
+
+
+def _build_verify_sql(with_audience: bool, async_commit: bool) -> str:
+    table = connection.ops.quote_name(ApiKey._meta.db_table)
+    # Concurrent verifications commit in any order, so "the last one to commit" is not "the
+    # latest": keep the later of the stored time and this one, and the IP that goes with
+    # it. (SQLite stores the times as fixed-format text, which compares in time order.)
+    later = "(last_verified_on IS NULL OR last_verified_on <= %s)"
+    return (
+        f"UPDATE {table} SET verification_count = verification_count + 1, "
+        f"last_verified_ip = CASE WHEN {later} THEN %s ELSE last_verified_ip END, "
+        f"last_verified_on = CASE WHEN {later} THEN %s ELSE last_verified_on END"
+        + (
+            " FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit"
+            if async_commit
+            else ""
+        )
+        + " WHERE (digest = %s OR (previous_digest = %s AND previous_expires_at > %s)) "
+        "AND status = %s AND (expires_at IS NULL OR expires_at > %s)"
+        + (" AND audience = %s" if with_audience else "")
+        + f" RETURNING {', '.join(_VERIFY_COLUMNS)}"
+    )
 
 
 def _explain_failure(key_digest: str, audience: str | None, now: datetime) -> Verification:
@@ -799,3 +842,234 @@ def m2m_application_set_scopes(*, application: Any, scopes: Iterable[str], actor
             details={"scopes": chosen},
         )
     return grant
+
+
+# --------------------------------------------------------------------------- audit, for other apps
+
+
+def audit_event_record(
+    *,
+    actor: Actor,
+    action: str,
+    target_type: str,
+    target_id: str,
+    organization: Organization | None = None,
+    user_public_id: str = "",
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Record one ``AuditEvent`` for a change made by another app's service (the portal's
+    links and self-serve settings). Call it inside that service's ``transaction.atomic`` so
+    the change and its audit land together or not at all."""
+    return _audit(
+        actor=actor,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        organization=organization,
+        user_public_id=user_public_id,
+        details=details,
+    )
+
+
+# --------------------------------------------------------------------------- admin
+# Writes the Django admin needs beyond those above (apikeys/admin/). Same rules: keyword-only
+# arguments, one transaction with its AuditEvent, the acting admin as actor.
+
+
+def _check_email(email: Any) -> str:
+    from django.core.exceptions import ValidationError
+    from django.core.validators import validate_email
+
+    email = _check_text(email, field="email", max_length=254)
+    try:
+        validate_email(email)
+    except ValidationError as exc:
+        raise errors.ValidationFailed(
+            "email is not a valid address.", code="INVALID_EMAIL", field="email"
+        ) from exc
+    return email
+
+
+def user_update(
+    *,
+    user: Any,
+    email: str | None = None,
+    given_name: str | None = None,
+    family_name: str | None = None,
+    is_active: bool | None = None,
+    is_staff: bool | None = None,
+    is_superuser: bool | None = None,
+    groups: Iterable[Any] | None = None,
+    user_permissions: Iterable[Any] | None = None,
+    actor: Actor,
+) -> Any:
+    """Change a user's profile, status or admin permissions; ``None`` leaves a value as is.
+
+    Records one ``user.updated`` event naming what changed (never a password), or none when
+    nothing did. A user whose sign-in name is their email (every user ``user_create`` makes)
+    keeps signing in with their new email.
+    """
+    changed: dict[str, Any] = {}
+    try:
+        with transaction.atomic():
+            locked = User.objects.select_for_update().get(pk=user.pk)
+            if email is not None:
+                email = _check_email(email)
+                if email != locked.email:
+                    clash = (
+                        User.objects.filter(Q(email__iexact=email) | Q(username__iexact=email))
+                        .exclude(pk=locked.pk)
+                        .exists()
+                    )
+                    if clash:
+                        raise errors.EmailTaken(field="email")
+                    if locked.username.lower() == locked.email.lower():
+                        locked.username = email
+                    locked.email = email
+                    changed["email"] = email
+            texts = {"first_name": given_name, "last_name": family_name}
+            for attr, value in texts.items():
+                if value is not None:
+                    value = _check_text(value, field=attr, max_length=150, min_length=0)
+                    if value != getattr(locked, attr):
+                        setattr(locked, attr, value)
+                        changed[attr] = value
+            flags = {"is_active": is_active, "is_staff": is_staff, "is_superuser": is_superuser}
+            for attr, value in flags.items():
+                if value is not None and bool(value) != getattr(locked, attr):
+                    setattr(locked, attr, bool(value))
+                    changed[attr] = bool(value)
+            if changed:
+                fields = list(changed) + (["username"] if "email" in changed else [])
+                locked.save(update_fields=fields)
+            # Admin permissions are security-relevant: record the new set, by name.
+            for attr, wanted, label in [
+                ("groups", groups, _group_label),
+                ("user_permissions", user_permissions, _permission_label),
+            ]:
+                if wanted is None:
+                    continue
+                wanted = list(wanted)
+                manager = getattr(locked, attr)
+                if {o.pk for o in wanted} != set(manager.values_list("pk", flat=True)):
+                    manager.set(wanted)
+                    changed[attr] = sorted(label(o) for o in wanted)
+            if changed:
+                _audit(
+                    actor=actor,
+                    action=Action.USER_UPDATED,
+                    target_type="user",
+                    target_id=locked.public_id,
+                    user_public_id=locked.public_id,
+                    details=changed,
+                )
+    except IntegrityError as exc:
+        raise errors.EmailTaken(field="email") from exc
+    return locked
+
+
+def _group_label(group: Any) -> str:
+    return str(group.name)
+
+
+def _permission_label(permission: Any) -> str:
+    return f"{permission.content_type.app_label}.{permission.codename}"
+
+
+def user_delete(*, user: Any, actor: Actor) -> None:
+    """Delete ``user`` and their memberships; refused while they own API keys.
+
+    Keys are never deleted, so their owner stays (the database protects them too); revoked
+    keys keep their history readable.
+    """
+    with transaction.atomic():
+        locked = User.objects.select_for_update().get(pk=user.pk)
+        if ApiKey.objects.filter(user=locked).exists():
+            raise errors.ValidationFailed(
+                "This user owns API keys, which are never deleted; the user cannot be deleted.",
+                code="USER_HAS_API_KEYS",
+            )
+        _audit(
+            actor=actor,
+            action=Action.USER_DELETED,
+            target_type="user",
+            target_id=locked.public_id,
+            user_public_id=locked.public_id,
+            details={"email": locked.email},
+        )
+        locked.delete()
+
+
+def organization_delete(*, organization: Organization, actor: Actor) -> None:
+    """Delete ``organization`` and its memberships; refused while it owns API keys."""
+    with transaction.atomic():
+        locked = Organization.objects.select_for_update().get(pk=organization.pk)
+        if ApiKey.objects.filter(organization=locked).exists():
+            raise errors.ValidationFailed(
+                "This organization owns API keys, which are never deleted; the organization "
+                "cannot be deleted.",
+                code="ORGANIZATION_HAS_API_KEYS",
+            )
+        _audit(
+            actor=actor,
+            action=Action.ORGANIZATION_DELETED,
+            target_type="organization",
+            target_id=locked.code,
+            organization=locked,
+            details={"name": locked.name},
+        )
+        locked.delete()
+
+
+def role_update(*, role: Role, name: str, description: str = "", actor: Actor) -> Role:
+    """Change a role's name and description. Its key never changes: callers refer to it."""
+    name = _check_text(name, field="name", max_length=128)
+    description = _check_text(description, field="description", max_length=255, min_length=0)
+    with transaction.atomic():
+        locked = Role.objects.select_for_update().get(pk=role.pk)
+        if (locked.name, locked.description) == (name, description):
+            return locked
+        locked.name, locked.description = name, description
+        locked.save(update_fields=["name", "description"])
+        _audit(
+            actor=actor,
+            action=Action.ROLE_UPDATED,
+            target_type="role",
+            target_id=locked.id,
+            details={"name": name, "description": description},
+        )
+    return locked
+
+
+def m2m_application_update(*, application: Any, name: str, actor: Actor) -> Any:
+    """Rename an M2M application; its credentials and grant stay as they are."""
+    name = _check_text(name, field="name", max_length=255)
+    with transaction.atomic():
+        locked = type(application).objects.select_for_update().get(pk=application.pk)
+        if locked.name == name:
+            return locked
+        locked.name = name
+        locked.save(update_fields=["name", "updated"])
+        _audit(
+            actor=actor,
+            action=Action.APPLICATION_UPDATED,
+            target_type="application",
+            target_id=str(locked.client_id)[:64],
+            details={"name": name},
+        )
+    return locked
+
+
+def m2m_application_delete(*, application: Any, actor: Actor) -> None:
+    """Delete an M2M application with its grant and tokens: its credentials stop working at
+    once. Keys it created stay, with its name as their creator."""
+    with transaction.atomic():
+        locked = type(application).objects.select_for_update().get(pk=application.pk)
+        _audit(
+            actor=actor,
+            action=Action.APPLICATION_DELETED,
+            target_type="application",
+            target_id=str(locked.client_id)[:64],
+            details={"name": locked.name},
+        )
+        locked.delete()

@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "oauth2_provider",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "apikeys",
     "portal",
 ]
@@ -137,10 +138,57 @@ SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Strict JSON: NaN and Infinity are not JSON.
+    "STRICT_JSON": True,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "API keys Management API",
+    "DESCRIPTION": (
+        "Issue, list, rotate, revoke and verify API keys; manage APIs, scopes, organizations, "
+        "users and roles. Authenticate with an OAuth 2.0 client-credentials token from "
+        "/oauth2/token."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "OAUTH2_FLOWS": ["clientCredentials"],
+    "OAUTH2_TOKEN_URL": "/oauth2/token",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
 APIKEYS = {
     "HASHING_SECRET": _secret("APIKEYS_HASHING_SECRET"),
     "TRUST_X_FORWARDED_FOR": env.bool("APIKEYS_TRUST_X_FORWARDED_FOR", default=False),
+    "VERIFY_FAILURE_LIMIT": env.int("APIKEYS_VERIFY_FAILURE_LIMIT", default=300),
+    "VERIFY_FAILURE_WINDOW": env.int("APIKEYS_VERIFY_FAILURE_WINDOW", default=60),
+    "MANAGEMENT_API_AUDIENCE": env.str("APIKEYS_MANAGEMENT_API_AUDIENCE", default="") or None,
 }
+
+# The self-serve portal's APIKEYS knobs, taken from the environment only when given there
+# (their defaults live in apikeys/conf.py): APIKEYS_PORTAL_RETURN_URL_HOSTS (comma-separated),
+# APIKEYS_PORTAL_PUBLIC_URL, APIKEYS_PORTAL_PLATFORM_NAME, APIKEYS_PORTAL_LOGIN_MAX_FAILURES,
+# APIKEYS_PORTAL_LOGIN_MAX_FAILURES_PER_IP, APIKEYS_PORTAL_LOGIN_LOCKOUT_SECONDS.
+_PORTAL_ENV = {
+    "PORTAL_RETURN_URL_HOSTS": env.list,
+    "PORTAL_PUBLIC_URL": env.str,
+    "PORTAL_PLATFORM_NAME": env.str,
+    "PORTAL_LOGIN_MAX_FAILURES": env.int,
+    "PORTAL_LOGIN_MAX_FAILURES_PER_IP": env.int,
+    "PORTAL_LOGIN_LOCKOUT_SECONDS": env.int,
+}
+APIKEYS.update(
+    {
+        name: cast(f"APIKEYS_{name}")
+        for name, cast in _PORTAL_ENV.items()
+        if f"APIKEYS_{name}" in env.ENVIRON
+    }
+)
 
 LOGGING = {
     "version": 1,

@@ -352,3 +352,44 @@ def test_failed_write_leaves_no_audit_event(api, organization, actor, monkeypatc
     with pytest.raises(RuntimeError):
         services.api_key_issue(name="x", api=api, organization=organization, actor=actor)
     assert ApiKey.objects.count() == 0
+
+
+# ------------------------------------------------------------------ commit durability
+
+
+@pytest.mark.django_db(transaction=True)
+def test_counts_commit_asynchronously_only_in_autocommit_and_only_on_postgresql(issued_key):
+    """The verify statement relaxes synchronous_commit for its own transaction on PostgreSQL;
+    inside a caller's transaction it must not (that would relax the caller's writes too)."""
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as autocommit:
+        assert services.api_key_verify(key=issued_key.plaintext).is_valid
+    relaxed = "synchronous_commit" in autocommit.captured_queries[-1]["sql"]
+    assert relaxed == (connection.vendor == "postgresql")
+    with transaction.atomic(), CaptureQueriesContext(connection) as inside:
+        assert services.api_key_verify(key=issued_key.plaintext).is_valid
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SHOW synchronous_commit")
+                assert cursor.fetchone()[0] == "on"
+    updates = [q["sql"] for q in inside.captured_queries if q["sql"].startswith("UPDATE")]
+    assert updates and all("synchronous_commit" not in sql for sql in updates)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_count_is_visible_to_another_connection_as_soon_as_verify_returns(issued_key):
+    from django.db import connections
+
+    for expected in (1, 2, 3):
+        assert services.api_key_verify(key=issued_key.plaintext).verification_count == expected
+        other = connections.create_connection("default")
+        try:
+            with other.cursor() as cursor:
+                cursor.execute(
+                    f"SELECT verification_count FROM {ApiKey._meta.db_table} WHERE id = %s",
+                    [issued_key.api_key.id],
+                )
+                assert cursor.fetchone()[0] == expected
+        finally:
+            other.close()

@@ -117,6 +117,8 @@ class Command(BaseCommand):
         write(f"  Admin:  http://127.0.0.1:8000/admin/  user {ADMIN_USERNAME!r}, password {DEMO_PASSWORD!r}")
         write(f"  Portal: http://127.0.0.1:8000/portal/  {MEMBER_EMAIL} (key admin of Acme Corp) "
               f"or {VIEWER_EMAIL} (viewer), password {DEMO_PASSWORD!r}")
+        write(f"          or a one-time sign-in link, as an app would get from the API: "
+              f".venv/bin/python manage.py portallink {MEMBER_EMAIL} --org {ORG_CODE}")
         if issued:
             write("  Demo keys (shown once, now; only their digests are stored):")
             for item in issued:
