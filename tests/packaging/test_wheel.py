@@ -241,8 +241,7 @@ THROWAWAY_SETTINGS = """
     STATIC_URL = "static/"
     STATIC_ROOT = BASE_DIR / "staticfiles"
     AUTH_USER_MODEL = "apikeys.User"
-    # apikeys' migrations name django-oauth-toolkit's swappable application model by setting.
-    OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
+    # Exactly the README's "Add to your project" settings: no OAUTH2_PROVIDER_*_MODEL needed.
     OAUTH2_PROVIDER = {"SCOPES_BACKEND_CLASS": "apikeys.oauth.GrantedScopes"}
     APIKEYS = {"HASHING_SECRET": "throwaway-hashing-secret-of-at-least-32-characters"}
 """
