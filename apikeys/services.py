@@ -16,6 +16,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -650,6 +652,17 @@ def organization_update(*, organization: Organization, name: str, actor: Actor) 
     return organization
 
 
+def _check_email(email: Any) -> str:
+    email = _check_text(email, field="email", max_length=254)
+    try:
+        validate_email(email)
+    except DjangoValidationError as exc:
+        raise errors.ValidationFailed(
+            "email is not a valid address.", code="INVALID_EMAIL", field="email"
+        ) from exc
+    return email
+
+
 def user_create(
     *,
     email: str,
@@ -659,14 +672,7 @@ def user_create(
     actor: Actor,
 ) -> Any:
     """Create a user; the email is also their sign-in name. No password: portal links only."""
-    from django.core.validators import validate_email
-    from django.core.exceptions import ValidationError
-
-    email = _check_text(email, field="email", max_length=254)
-    try:
-        validate_email(email)
-    except ValidationError as exc:
-        raise errors.ValidationFailed("email is not a valid address.", code="INVALID_EMAIL", field="email") from exc
+    email = _check_email(email)
     given_name = _check_text(given_name, field="given_name", max_length=150, min_length=0)
     family_name = _check_text(family_name, field="family_name", max_length=150, min_length=0)
     if User.objects.filter(Q(email__iexact=email) | Q(username__iexact=email)).exists():
@@ -876,20 +882,6 @@ def audit_event_record(
 # arguments, one transaction with its AuditEvent, the acting admin as actor.
 
 
-def _check_email(email: Any) -> str:
-    from django.core.exceptions import ValidationError
-    from django.core.validators import validate_email
-
-    email = _check_text(email, field="email", max_length=254)
-    try:
-        validate_email(email)
-    except ValidationError as exc:
-        raise errors.ValidationFailed(
-            "email is not a valid address.", code="INVALID_EMAIL", field="email"
-        ) from exc
-    return email
-
-
 def user_update(
     *,
     user: Any,
@@ -985,10 +977,7 @@ def user_delete(*, user: Any, actor: Actor) -> None:
     with transaction.atomic():
         locked = User.objects.select_for_update().get(pk=user.pk)
         if ApiKey.objects.filter(user=locked).exists():
-            raise errors.ValidationFailed(
-                "This user owns API keys, which are never deleted; the user cannot be deleted.",
-                code="USER_HAS_API_KEYS",
-            )
+            raise errors.UserHasApiKeys()
         _audit(
             actor=actor,
             action=Action.USER_DELETED,
@@ -1005,11 +994,7 @@ def organization_delete(*, organization: Organization, actor: Actor) -> None:
     with transaction.atomic():
         locked = Organization.objects.select_for_update().get(pk=organization.pk)
         if ApiKey.objects.filter(organization=locked).exists():
-            raise errors.ValidationFailed(
-                "This organization owns API keys, which are never deleted; the organization "
-                "cannot be deleted.",
-                code="ORGANIZATION_HAS_API_KEYS",
-            )
+            raise errors.OrganizationHasApiKeys()
         _audit(
             actor=actor,
             action=Action.ORGANIZATION_DELETED,
