@@ -1,0 +1,1 @@
+"""Correctness under concurrency, on real shared databases (behaviour, never timings)."""
