@@ -1,0 +1,75 @@
+"""The service as a platform uses it, over HTTP: an M2M application with every scope it
+needs for setup, an API with a scope and an organization, keys issued through the
+Management API, and a look at the database itself to check what the answers claimed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.servers import Cluster, Service
+
+
+class Platform:
+    """The service as a platform uses it: one M2M application with every scope for setup,
+    an API with a scope and an organization, and helpers that read the database itself."""
+
+    def __init__(self, service: Service, database_url: str, cluster: Cluster) -> None:
+        self.service = service
+        self.database = database_url.rsplit("/", 1)[1]
+        self.cluster = cluster
+        client_id, client_secret = service.m2m_app(
+            "create:api_keys",
+            "read:api_keys",
+            "update:api_keys",
+            "delete:api_keys",
+            "verify:api_keys",
+            "create:apis",
+            "create:api_scopes",
+            "create:organizations",
+            name="Platform backend",
+        )
+        self.admin = service.token(client_id, client_secret)
+        api = self.call(
+            "POST", "/api/v1/apis", {"name": "Orders", "audience": "https://orders.example.com"}
+        )
+        self.api_id = api["api"]["id"]
+        self.call(
+            "POST",
+            f"/api/v1/apis/{self.api_id}/scopes",
+            {"key": "read:orders", "description": "Read"},
+        )
+        self.org_code = self.call("POST", "/api/v1/organization", {"name": "Acme"})["organization"][
+            "code"
+        ]
+
+    def call(self, method: str, path: str, body: Any = None, expect: int | None = None) -> Any:
+        answer = self.service.request(method, path, body, token=self.admin)
+        assert answer.status < 300 or answer.status == expect, (answer.status, answer.body)
+        return answer.json()
+
+    def issue_key(self, name: str) -> tuple[str, str]:
+        created = self.call(
+            "POST",
+            "/api/v1/api_keys",
+            {
+                "name": name,
+                "api_id": self.api_id,
+                "scope_ids": ["read:orders"],
+                "org_code": self.org_code,
+            },
+        )
+        return created["api_key"]["id"], created["api_key"]["key"]
+
+    def verifiers(self, count: int) -> list[str]:
+        """Tokens of ``count`` new applications holding only ``verify:api_keys``."""
+        apps = self.service.m2m_apps(count, "verify:api_keys")
+        return [self.service.token(client_id, client_secret) for client_id, client_secret in apps]
+
+    def row(self, key_id: str) -> dict[str, Any]:
+        with self.cluster.postgres.connect(self.database) as conn:
+            cursor = conn.execute(
+                "SELECT verification_count, status, last_verified_on FROM apikeys_apikey WHERE id = %s",
+                [key_id],
+            )
+            count, status, last = cursor.fetchone()
+        return {"verification_count": count, "status": status, "last_verified_on": last}
