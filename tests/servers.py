@@ -19,6 +19,7 @@ import http.client
 import json
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
@@ -456,6 +457,37 @@ class Service:
         return str(answer.json()["access_token"])
 
 
+class Browser:
+    """A cookie-keeping client for the service's HTML pages (portal, admin): it sends the
+    CSRF token of the page it last read back with its next form, as a browser would."""
+
+    CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+
+    def __init__(self, service: Service) -> None:
+        import requests
+
+        self.base = f"http://{HOST}:{service.port}"
+        self.session = requests.Session()
+        self.page = ""
+
+    def get(self, path: str) -> Any:
+        response = self.session.get(
+            self.base + path, allow_redirects=False, timeout=REQUEST_TIMEOUT
+        )
+        self.page = response.text
+        return response
+
+    def submit(self, path: str, data: dict[str, Any] | None = None) -> Any:
+        """POST a form of the page last read (its CSRF token included)."""
+        match = self.CSRF_FIELD.search(self.page)
+        fields = {**(data or {}), **({"csrfmiddlewaretoken": match.group(1)} if match else {})}
+        response = self.session.post(
+            self.base + path, data=fields, allow_redirects=False, timeout=REQUEST_TIMEOUT
+        )
+        self.page = response.text
+        return response
+
+
 @contextlib.contextmanager
 def running_service(**env: str) -> Iterator[Service]:
     service = Service(env=production_env(**env))
@@ -490,3 +522,19 @@ class Cluster:
 
     def destroy(self) -> None:
         self.postgres.destroy()
+
+
+_shared_cluster: Cluster | None = None
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    """One throwaway PostgreSQL per test session (per xdist worker). Import this fixture
+    into a conftest to use it; conftests of several folders share the one cluster."""
+    global _shared_cluster
+    if _shared_cluster is None:
+        _shared_cluster = Cluster()
+    yield _shared_cluster
+    if _shared_cluster is not None:
+        _shared_cluster.destroy()
+        _shared_cluster = None

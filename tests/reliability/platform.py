@@ -26,6 +26,9 @@ class Platform:
             "create:apis",
             "create:api_scopes",
             "create:organizations",
+            "update:organizations",
+            "create:users",
+            "create:portal_links",
             name="Platform backend",
         )
         self.admin = service.token(client_id, client_secret)
@@ -73,3 +76,20 @@ class Platform:
             )
             count, status, last = cursor.fetchone()
         return {"verification_count": count, "status": status, "last_verified_on": last}
+
+    def member(self, email: str) -> str:
+        """A new user, member of the platform's organization; their id."""
+        user_id = str(self.call("POST", "/api/v1/user", {"email": email})["id"])
+        self.call(
+            "POST", f"/api/v1/organizations/{self.org_code}/users", {"users": [{"id": user_id}]}
+        )
+        return user_id
+
+    def portal_link(self, user_id: str) -> str:
+        """A one-time portal link for ``user_id``: its path on the service."""
+        url = str(self.call("POST", "/api/v1/portal/generate_url", {"user_id": user_id})["url"])
+        return "/" + url.split("://", 1)[1].split("/", 1)[1]
+
+    def count(self, sql: str, *params: Any) -> int:
+        with self.cluster.postgres.connect(self.database) as conn:
+            return int(conn.execute(sql, list(params)).fetchone()[0])

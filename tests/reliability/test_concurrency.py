@@ -25,7 +25,7 @@ import pytest
 from apikeys import crypto
 from tests.reliability.loader import Outcome, Storm, run_storm, verify_once
 from tests.reliability.platform import Platform
-from tests.servers import Cluster, RedisServer, Service, production_env
+from tests.servers import Browser, Cluster, RedisServer, Service, production_env
 
 pytestmark = [pytest.mark.servers, pytest.mark.xdist_group("servers")]
 
@@ -275,3 +275,48 @@ def test_guessing_is_rate_limited_per_caller_under_load_while_valid_keys_verify(
     # Another caller is not punished for the guesser's failures.
     other = verify_once(platform.service.port, bystander, well_formed_guess(), 0, "wrong")
     assert (other.status, other.code) == (HTTPStatus.OK, "API_KEY_INVALID")
+
+
+LINK_ROUNDS = 8
+
+
+def confirm_at_once(tabs: list[Browser], path: str) -> list[Any]:
+    """Every tab POSTs the confirmation of ``path`` at the same moment."""
+    start = threading.Barrier(len(tabs))
+    answers: list[Any] = [None] * len(tabs)
+
+    def confirm(n: int) -> None:
+        start.wait(timeout=60)
+        answers[n] = tabs[n].submit(path)
+
+    threads = [threading.Thread(target=confirm, args=(n,)) for n in range(len(tabs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return answers
+
+
+def test_a_portal_link_clicked_twice_at_once_signs_in_exactly_once(platform: Platform) -> None:
+    """Two tabs (or a double click) confirm the same one-time link at the same moment, on
+    different workers: one is signed in, the other is sent to the sign-in page."""
+    user_id = platform.member("double-click@example.com")
+    for _ in range(LINK_ROUNDS):
+        path = platform.portal_link(user_id)
+        tabs = [Browser(platform.service), Browser(platform.service)]
+        for tab in tabs:
+            assert tab.get(path).status_code == HTTPStatus.OK  # the confirmation page
+
+        answers = confirm_at_once(tabs, path)
+
+        assert all(a is not None and a.status_code == HTTPStatus.FOUND for a in answers)
+        targets = sorted(a.headers["Location"] for a in answers)
+        assert targets == ["/portal/keys/", "/portal/login/"], targets
+        # Only the winner's session is signed in.
+        signed_in = [tab.get("/portal/keys/").status_code == HTTPStatus.OK for tab in tabs]
+        assert sorted(signed_in) == [False, True]
+    used_links = platform.count("SELECT count(*) FROM portal_portallink WHERE used_at IS NOT NULL")
+    used_events = platform.count(
+        "SELECT count(*) FROM apikeys_auditevent WHERE action = 'portal_link.used'"
+    )
+    assert used_links == used_events == LINK_ROUNDS

@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from apikeys import services
 from apikeys.models import MANAGEMENT_SCOPES
+from tests.servers import cluster  # noqa: F401  (a fixture, for the tests that start servers)
 
 ALL_SCOPES = sorted(MANAGEMENT_SCOPES)
 
@@ -57,6 +58,7 @@ class World:
     organization: Any
     user: Any
     role: Any
+    foreign_scope: Any = None  # a scope of another API
     keys: list[services.IssuedKey] = field(default_factory=list)
 
     @property
@@ -66,8 +68,9 @@ class World:
 
 @pytest.fixture
 def world(db) -> World:
-    """An API with two scopes, an organization with a member holding a role, and an
-    organization-level and a user-level key, all made through the services."""
+    """An API with two scopes (and another API with one), an organization with a member
+    holding a role, and an organization-level and a user-level key, all made through the
+    services."""
     from tests.factories import UserFactory
 
     actor = services.Actor.system()
@@ -80,7 +83,18 @@ def world(db) -> World:
     user = UserFactory()
     role = services.role_create(key="key-admin", name="Key admin", actor=actor)
     services.membership_add(organization=organization, user=user, roles=[role], actor=actor)
-    result = World(api=api, scopes=scopes, organization=organization, user=user, role=role)
+    billing = services.api_create(
+        name="Billing", audience="https://billing.example.com", actor=actor
+    )
+    foreign_scope = services.scope_create(api=billing, key="read:invoices", actor=actor)
+    result = World(
+        api=api,
+        scopes=scopes,
+        organization=organization,
+        user=user,
+        role=role,
+        foreign_scope=foreign_scope,
+    )
     result.keys.append(
         services.api_key_issue(
             name="Backend", api=api, scopes=scopes, organization=organization, actor=actor
