@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import pytest
+
 from tests.performance.conftest import Workers
+
+# One xdist worker runs them all (make test uses --dist loadgroup): one throwaway database
+# per backend to create and migrate, not one per worker.
+pytestmark = pytest.mark.xdist_group("performance")
 
 HTTP_PER_WORKER = 30
 THREADS = 3
@@ -120,3 +126,21 @@ def test_bulk_issued_keys_verify_on_each_database(workers: Workers) -> None:
         "scope_rows": 30,
         "rows": 30,
     }
+
+
+def test_the_verify_statement_is_prepared_once_per_connection_when_allowed(postgresql_database_url: str) -> None:
+    """With prepared statements allowed (``OPTIONS["prepare_threshold"]``), PostgreSQL plans
+    the verify statement once per connection instead of on every call: it must be sent
+    with its parameters apart from its text, or it could never be prepared."""
+    from tests.performance.conftest import Worker
+
+    worker = Worker(postgresql_database_url)
+    try:
+        made = worker.call(op="setup", tag="prepared")
+        answer = worker.call(op="prepared", key=made["key"], n=4)
+    finally:
+        worker.close()
+    assert answer["counts"] == [1, 2, 3, 4]
+    verify_statements = [s for s in answer["prepared"] if "verification_count + 1" in s]
+    assert len(verify_statements) == 1, answer["prepared"]
+    assert "$1" in verify_statements[0]

@@ -21,15 +21,15 @@ from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.test_settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
-from django.db import connection  # noqa: E402
-from django.test import Client  # noqa: E402
+from django.db import connection
+from django.test import Client
 
-from apikeys import services  # noqa: E402
-from apikeys.models import ApiKey  # noqa: E402
+from apikeys import services
+from apikeys.models import ApiKey
 
 STATE: dict[str, Any] = {}
 
@@ -191,7 +191,24 @@ def bulk_issue(cmd: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def verify_prepared(cmd: dict[str, Any]) -> dict[str, Any]:
+    """Allow prepared statements on this worker's connection (what the setting
+    ``OPTIONS["prepare_threshold"]`` does), verify ``n`` times, and list the statements
+    PostgreSQL holds prepared for this connection."""
+    connection.ensure_connection()
+    connection.connection.prepare_threshold = cmd.get("threshold", 1)
+    try:
+        counts = [services.api_key_verify(key=cmd["key"]).verification_count for _ in range(cmd["n"])]
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT statement FROM pg_prepared_statements")
+            prepared = [row[0] for row in cursor.fetchall()]
+    finally:
+        connection.connection.prepare_threshold = None
+    return {"counts": counts, "prepared": prepared}
+
+
 COMMANDS = {
+    "prepared": verify_prepared,
     "bulk": bulk_issue,
     "setup": setup,
     "token": token,

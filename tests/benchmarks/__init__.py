@@ -1,0 +1,1 @@
+"""Benchmarks (``make bench``): scripts, not tests, so ``make test`` never collects them."""

@@ -1,0 +1,187 @@
+"""What the benchmark scripts share: the bench data set, and in-process timings and query
+counts through Django's test client. Import only after ``django.setup()``."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from apikeys import bulk, services
+from apikeys.models import Api, ApiKey, Organization, Role, SystemPermission
+
+BENCH_AUDIENCE = "https://bench.example.com"
+
+
+@dataclass
+class BenchData:
+    """The fixed part of the bench data set: one API with two scopes, one organization,
+    one portal user who owns keys and may read the organization's, one superuser, one M2M
+    application allowed to verify and read keys."""
+
+    api: Api
+    organization: Organization
+    portal_user: Any
+    superuser: Any
+    client_id: str
+    client_secret: str
+
+
+def load_base() -> BenchData:
+    """Create the fixed data through the services (what a real platform would do)."""
+    actor = services.Actor.system()
+    api = services.api_create(name="Bench API", audience=BENCH_AUDIENCE, actor=actor)
+    for key in ("read:users", "write:users"):
+        services.scope_create(api=api, key=key, description=key, actor=actor)
+    organization = services.organization_create(name="Bench organization", actor=actor)
+    portal_user = services.user_create(email="portal@bench.example.com", actor=actor)
+    reader = services.role_create(key="bench-key-reader", name="Key reader", actor=actor)
+    services.role_change_permissions(
+        role=reader, add=[SystemPermission.READ_ORG_AUTHENTICATION], actor=actor
+    )
+    services.membership_add(
+        organization=organization, user=portal_user, roles=[reader], actor=actor
+    )
+    user_model = type(portal_user)
+    superuser = user_model.objects.create_superuser(
+        username="admin@bench.example.com", email="admin@bench.example.com", password=None
+    )
+    issued = services.m2m_application_create(
+        name="Bench verifier", scopes=["verify:api_keys", "read:api_keys"], actor=actor
+    )
+    assert Role.objects.filter(pk=reader.pk).exists()
+    return BenchData(
+        api=api,
+        organization=organization,
+        portal_user=portal_user,
+        superuser=superuser,
+        client_id=str(issued.application.client_id),
+        client_secret=issued.client_secret,
+    )
+
+
+def add_keys(data: BenchData, count: int, *, sample: int = 0) -> list[str]:
+    """Bulk-issue ``count`` keys with ``read:users``, owned in turn by the organization and
+    the portal user; the plaintexts of ``sample`` of them, spread over the batch."""
+    if count <= 0:
+        return []
+    made = bulk.api_key_bulk_issue(
+        api=data.api,
+        count=count,
+        organizations=[data.organization],
+        users=[data.portal_user],
+        scopes=["read:users"],
+        sample=sample,
+        actor=services.Actor.system(),
+    )
+    return [s.plaintext for s in made.sample]
+
+
+def token_client(data: BenchData) -> Client:
+    """A test client holding a real token from ``POST /oauth2/token``."""
+    client = Client()
+    response = client.post(
+        "/oauth2/token",
+        {
+            "grant_type": "client_credentials",
+            "client_id": data.client_id,
+            "client_secret": data.client_secret,
+        },
+    )
+    assert response.status_code == 200, response.content
+    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {response.json()['access_token']}"
+    return client
+
+
+def median_us(call: Callable[[int], Any], *, calls: int, warmup: int) -> float:
+    """Median wall time of ``call(i)`` in microseconds, after ``warmup`` untimed calls."""
+    for i in range(warmup):
+        call(i)
+    samples = []
+    for i in range(calls):
+        start = time.perf_counter_ns()
+        call(i)
+        samples.append(time.perf_counter_ns() - start)
+    return statistics.median(samples) / 1000
+
+
+def verify_median_us(keys: Sequence[str], *, calls: int = 3000) -> dict[str, Any]:
+    """Median of one in-process ``api_key_verify`` (valid keys, cycling through ``keys``,
+    in autocommit as a web request runs it) and the statements one call makes: as the
+    settings configure the connection, and on PostgreSQL also with prepared statements
+    allowed on it (``OPTIONS["prepare_threshold"]``), whatever the settings say."""
+    assert keys, "no sample keys"
+    warmup = max(300, len(keys))
+
+    def verify(i: int) -> None:
+        result = services.api_key_verify(key=keys[i % len(keys)], ip="127.0.0.1")
+        if not result.is_valid:
+            raise AssertionError(f"bench key did not verify: {result.code}")
+
+    figures: dict[str, Any] = {"median_us": round(median_us(verify, calls=calls, warmup=warmup), 1)}
+    with CaptureQueriesContext(connection) as ctx:
+        verify(0)
+    figures.update(queries=len(ctx.captured_queries), calls=calls)
+    if connection.vendor == "postgresql":
+        raw = connection.connection
+        configured = raw.prepare_threshold
+        figures["prepared_statements_in_settings"] = configured is not None
+        raw.prepare_threshold = 5
+        try:
+            figures["median_us_prepared"] = round(median_us(verify, calls=calls, warmup=warmup), 1)
+        finally:
+            raw.prepare_threshold = configured
+        figures["median_us_unprepared"] = round(median_us(verify, calls=calls, warmup=warmup), 1)
+    return figures
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One request made in-process through Django's test client."""
+
+    method: str
+    path: str
+    body: str | None = None
+    headers: dict[str, str] | None = None
+
+    def send(self, client: Client) -> Any:
+        extra = dict(self.headers or {})
+        if self.method == "POST":
+            return client.post(self.path, self.body or "", content_type="application/json", **extra)
+        return client.get(self.path, **extra)
+
+
+def queries_per_request(client: Client, probe: Probe, *, expect: int = 200) -> int:
+    """Statements one request makes (the second of two, so that connection set-up and
+    first-use caches do not count)."""
+    first = probe.send(client)
+    if first.status_code != expect:
+        raise AssertionError(f"{probe.method} {probe.path}: {first.status_code} {first.content[:300]!r}")
+    with CaptureQueriesContext(connection) as ctx:
+        response = probe.send(client)
+    assert response.status_code == expect, response.status_code
+    return len(ctx.captured_queries)
+
+
+def request_median_ms(client: Client, probe: Probe, *, calls: int = 50) -> float:
+    """Median in-process time of one request through the whole Django stack, in ms."""
+
+    def send(_: int) -> None:
+        response = probe.send(client)
+        if response.status_code != 200:
+            raise AssertionError(f"{probe.path}: {response.status_code}")
+
+    return round(median_us(send, calls=calls, warmup=5) / 1000, 2)
+
+
+def total_verifications() -> int:
+    """Sum of every key's verification count (a cross-check of the load generator)."""
+    from django.db.models import Sum
+
+    return int(ApiKey.objects.aggregate(total=Sum("verification_count"))["total"] or 0)
