@@ -255,7 +255,6 @@ def _copy_rows(
     names = ", ".join(quote(column) for _, column, _ in columns)
     # A fresh default object per row is not needed: every default here is immutable
     # (None, 0, "active", now), and the mutable one (id) is always given.
-    with connection.cursor() as cursor:
-        with cursor.cursor.copy(f"COPY {quote(table)} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row([row.get(attname, default) for attname, _, default in columns])
+    with connection.cursor() as cursor, cursor.cursor.copy(f"COPY {quote(table)} ({names}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([row.get(attname, default) for attname, _, default in columns])

@@ -221,8 +221,15 @@ class ApiKey(models.Model):
 
     id = models.CharField(primary_key=True, max_length=64, default=new_api_key_id, editable=False)
     name = models.CharField(max_length=128)
+    # Indexed in Meta (a plain index): the default FK index on a text key comes with a
+    # second, LIKE-only copy that nothing here uses and every insert would pay for.
     api = models.ForeignKey(
-        Api, on_delete=models.SET_NULL, null=True, blank=True, related_name="api_keys"
+        Api,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="api_keys",
+        db_index=False,
     )
     api_public_id = models.CharField("API id", max_length=32, editable=False)
     audience = models.CharField(max_length=64, editable=False)
@@ -243,10 +250,10 @@ class ApiKey(models.Model):
     org_code = models.CharField(max_length=64, blank=True, editable=False)
     user_public_id = models.CharField("user id", max_length=40, blank=True, editable=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
-    digest = models.CharField(max_length=64, unique=True, editable=False)
-    previous_digest = models.CharField(
-        max_length=64, unique=True, null=True, blank=True, editable=False
-    )
+    # Unique through Meta.constraints rather than unique=True, which on PostgreSQL adds a
+    # second (LIKE) index per column: digests are only ever looked up by equality.
+    digest = models.CharField(max_length=64, editable=False)
+    previous_digest = models.CharField(max_length=64, null=True, blank=True, editable=False)
     previous_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     key_prefix = models.CharField(max_length=12, editable=False)
     key_suffix = models.CharField(max_length=4, editable=False)
@@ -292,8 +299,13 @@ class ApiKey(models.Model):
                 condition=models.Q(status__in=["active", "revoked"]),
                 name="apikeys_apikey_status_valid",
             ),
+            models.UniqueConstraint(fields=["digest"], name="apikeys_apikey_digest_unique"),
+            models.UniqueConstraint(
+                fields=["previous_digest"], name="apikeys_apikey_previous_digest_unique"
+            ),
         ]
         indexes = [
+            models.Index(fields=["api"], name="apikeys_key_api_fk"),
             models.Index(fields=["org_code", "id"], name="apikeys_key_org_id"),
             models.Index(fields=["user_public_id", "id"], name="apikeys_key_user_id"),
             models.Index(fields=["api_public_id", "id"], name="apikeys_key_api_id"),
