@@ -93,3 +93,15 @@ class Platform:
     def count(self, sql: str, *params: Any) -> int:
         with self.cluster.postgres.connect(self.database) as conn:
             return int(conn.execute(sql, list(params)).fetchone()[0])
+
+    def set_password(self, email: str, password: str) -> None:
+        """Give a user a password, as they would set it (hashed with Argon2)."""
+        from tests.servers import manage
+
+        code = (
+            "from django.contrib.auth import get_user_model\n"
+            f"user = get_user_model().objects.get(email={email!r})\n"
+            f"user.set_password({password!r})\n"
+            "user.save()\n"
+        )
+        manage(self.service.env, "shell", "-c", code)

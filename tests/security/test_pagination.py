@@ -240,3 +240,13 @@ def _query_pairs(url: str) -> list[tuple[str, str]]:
     from urllib.parse import parse_qsl, urlsplit
 
     return parse_qsl(urlsplit(url).query)
+
+
+@pytest.mark.parametrize("size", ["¹", "²", "٣", "１", "1.0", "-1", " 1", "0x1", "1e1", "+1"])
+def test_page_sizes_that_only_look_like_numbers_are_400_not_500(
+    reader: APIClient, size: str
+) -> None:
+    """Found by the cursor fuzzing: ``"¹".isdigit()`` is true but ``int("¹")`` fails."""
+    response = reader.get("/api/v1/organizations", {"page_size": size})
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert [e["code"] for e in response.json()["errors"]] == ["INVALID_PAGE_SIZE"]
