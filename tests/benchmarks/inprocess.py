@@ -1,0 +1,76 @@
+"""In-process cost of one ``api_key_verify``, on the embedded default or on PostgreSQL.
+
+    .venv/bin/python -m tests.benchmarks.inprocess                # SQLite (a temporary file)
+    .venv/bin/python -m tests.benchmarks.inprocess --postgresql   # a throwaway PostgreSQL database
+
+It migrates a fresh database, bulk-loads ``--keys`` keys (1,000 by default) and prints the
+median of ``--calls`` verifications of valid keys, and the statements one makes. On
+PostgreSQL it gives the figure with prepared statements off and allowed, timed call by call.
+A figure, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--postgresql", action="store_true")
+    parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
+    parser.add_argument("--keys", type=int, default=1000)
+    parser.add_argument("--calls", type=int, default=3000)
+    args = parser.parse_args(argv)
+
+    name = f"bench_inprocess_{secrets.token_hex(4)}"
+    workdir = tempfile.TemporaryDirectory(prefix="bench-inprocess-")
+    url = f"{args.pg}/{name}" if args.postgresql else f"sqlite:///{workdir.name}/bench.sqlite3"
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "tests.benchmarks.settings",
+            "DATABASE_URL": url,
+            "CACHE_URL": "locmemcache://",
+            "DEBUG": "false",
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "APIKEYS_HASHING_SECRET": secrets.token_urlsafe(50),
+            "ALLOWED_HOSTS": "testserver",
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+    if args.postgresql:
+        from tests.benchmarks.run import create_database, drop_database
+
+        create_database(args.pg, name)
+    try:
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+        from django.db import connection, connections
+
+        from tests.benchmarks import common
+
+        call_command("migrate", verbosity=0)
+        data = common.load_base()
+        keys = common.add_keys(data, args.keys, sample=min(args.keys, 1000))
+        figures = common.verify_median_us(keys, calls=args.calls)
+        figures.update(database=connection.vendor, keys=args.keys, load_average=[round(x, 2) for x in os.getloadavg()])
+        print(json.dumps(figures))
+        connections.close_all()
+    finally:
+        if args.postgresql:
+            drop_database(args.pg, name)
+        workdir.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
