@@ -110,6 +110,9 @@ def test_five_thousand_concurrent_verifications_count_exactly_five_thousand(
     assert row["last_verified_on"] is not None
     read = platform.call("GET", f"/api/v1/api_keys/{key_id}")
     assert read["api_key"]["verification_count"] == COUNT_STORM
+    print(
+        f"\ncount storm: {len(outcomes)} requests from {CLIENTS} clients, count {row['verification_count']}"
+    )
 
 
 class Switch:
@@ -188,6 +191,10 @@ def test_rotation_mid_storm_refuses_the_old_secret_at_once_and_accepts_the_new(
     assert any(o.is_valid for o in outcomes if o.label == "old" and o.ended < switch.returned_at)
     # Every success was counted, once, on the one row that both secrets name.
     assert platform.row(key_id)["verification_count"] == sum(o.is_valid for o in outcomes)
+    print(
+        f"\nrotate storm: {len(outcomes)} requests; after the rotation {len(old_after)} with the old "
+        f"secret all refused, {len(new)} with the new all valid; count {sum(o.is_valid for o in outcomes)}"
+    )
 
 
 def test_rotation_with_a_grace_period_mid_storm_keeps_both_secrets_valid(
@@ -205,6 +212,7 @@ def test_rotation_with_a_grace_period_mid_storm_keeps_both_secrets_valid(
     assert after(outcomes, switch, "old") and after(outcomes, switch, "new")
     assert all(o.is_valid for o in outcomes), {o.code for o in outcomes}
     assert platform.row(key_id)["verification_count"] == SWITCH_STORM
+    print(f"\ngrace storm: {len(outcomes)} requests, all valid, count {SWITCH_STORM}")
 
 
 def test_revocation_mid_storm_refuses_the_key_at_once_on_every_worker(platform: Platform) -> None:
@@ -229,6 +237,10 @@ def test_revocation_mid_storm_refuses_the_key_at_once_on_every_worker(platform: 
     row = platform.row(key_id)
     assert row["status"] == "revoked"
     assert row["verification_count"] == sum(o.is_valid for o in outcomes)
+    print(
+        f"\nrevoke storm: {len(outcomes)} requests; {len(refused)} after the revocation all "
+        f"API_KEY_REVOKED; count {row['verification_count']}"
+    )
 
 
 def test_guessing_is_rate_limited_per_caller_under_load_while_valid_keys_verify(
@@ -275,6 +287,10 @@ def test_guessing_is_rate_limited_per_caller_under_load_while_valid_keys_verify(
     # Another caller is not punished for the guesser's failures.
     other = verify_once(platform.service.port, bystander, well_formed_guess(), 0, "wrong")
     assert (other.status, other.code) == (HTTPStatus.OK, "API_KEY_INVALID")
+    print(
+        f"\nlimiter storm: {len(wrong)} guesses -> {len(refused)} answered, {len(limited)} x 429; "
+        f"{len(valid)} valid verifications all valid"
+    )
 
 
 LINK_ROUNDS = 8
@@ -372,3 +388,4 @@ def test_a_burst_of_concurrent_password_guesses_is_throttled_across_workers(
     )
     assert refused.status_code == HTTPStatus.TOO_MANY_REQUESTS
     assert "sessionid" not in late.session.cookies
+    print(f"\npassword burst: {GUESSERS} guesses -> {checked} checked, {statuses[429]} x 429")
