@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test test-browser bench check clean
+.PHONY: install run test test-browser bench check audit clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,12 +24,30 @@ run: install
 	DEBUG=true $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 # The whole suite, on SQLite by default, on PostgreSQL/Redis when DATABASE_URL/CACHE_URL are set.
+# loadgroup: the tests that start their own servers (xdist_group "servers") share one worker
+# and its throwaway PostgreSQL, instead of each worker starting one.
 test: install
-	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+# Benchmarks (not part of `make test`): gunicorn, PostgreSQL and Redis on this machine, loaded
+# by Debian's wrk; prints the table and writes artifacts/bench.json. Needs PostgreSQL on
+# 127.0.0.1:5432 (user postgres; it creates and drops a database "bench") and Redis on
+# 127.0.0.1:6379. Options: BENCH_ARGS="--help".
+bench: install
+	@command -v wrk >/dev/null 2>&1 || { echo "== installing Debian's wrk"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	$(BIN)/python -m tests.benchmarks.run $(BENCH_ARGS)
 
 check: install
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	DEBUG=true $(BIN)/python manage.py check
+
+# Security checks: bandit (a medium or high finding fails; the reviewed false positives are
+# in tests/security/bandit-baseline.json) and pip-audit on the environment (a known
+# vulnerability fails; PIP_AUDIT_REQUIRED=1 also fails when its service is out of reach).
+audit: install
+	$(BIN)/bandit -q -r apikeys portal project -ll -b tests/security/bandit-baseline.json
+	$(BIN)/python tests/security/pip_audit_gate.py
 
 clean:
 	rm -rf $(VENV) db.sqlite3 artifacts

@@ -150,7 +150,8 @@ def page_size(request: Request) -> int:
     if raw is None:
         return DEFAULT_PAGE_SIZE
     # An empty page_size (like an empty cursor) is a mistake to report, not a default.
-    if not raw.isdigit() or int(raw) < 1:
+    # isascii: str.isdigit() is also true of "¹" or "²", which int() refuses (a 500).
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
         raise bad_request("INVALID_PAGE_SIZE", "page_size must be a whole number from 1 to 100.", "page_size")
     size = int(raw)
     if size > MAX_PAGE_SIZE:

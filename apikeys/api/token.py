@@ -8,14 +8,18 @@ authentication, scope narrowing, ``invalid_scope``, expiry) is django-oauth-tool
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
 from oauth2_provider.views import TokenView
 
 from apikeys import conf
+
+logger = logging.getLogger("apikeys.api")
 
 
 def management_audience(request: HttpRequest) -> str:
@@ -45,4 +49,12 @@ class ManagementTokenView(TokenView):
         audience = request.POST.get("audience")
         if audience is not None and audience.rstrip("/") != management_audience(request):
             return _oauth_error("invalid_request", "Unknown audience.")
-        return super().post(request, *args, **kwargs)
+        try:
+            return super().post(request, *args, **kwargs)
+        except (OperationalError, InterfaceError) as exc:
+            # The database is unreachable: an OAuth-shaped JSON 503 a client can retry on,
+            # not Django's HTML 500 page.
+            logger.warning("Database unavailable: %s", type(exc).__name__)
+            response = _oauth_error("temporarily_unavailable", "The service is temporarily unavailable.", 503)
+            response["Retry-After"] = "5"
+            return response
