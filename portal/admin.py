@@ -9,6 +9,7 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 
+from apikeys.admin.common import QuietMissingObjectMixin
 from apikeys.http import client_ip
 from apikeys.services import Actor
 from portal import services
@@ -16,7 +17,7 @@ from portal.models import PortalLink, SelfServeSettings
 
 
 @admin.register(SelfServeSettings)
-class SelfServeSettingsAdmin(admin.ModelAdmin):
+class SelfServeSettingsAdmin(QuietMissingObjectMixin, admin.ModelAdmin):
     """One row: the list page goes straight to it; saving goes through the service, which
     records who changed what in the audit trail."""
 
@@ -63,7 +64,7 @@ class SelfServeSettingsAdmin(admin.ModelAdmin):
 
 
 @admin.register(PortalLink)
-class PortalLinkAdmin(admin.ModelAdmin):
+class PortalLinkAdmin(QuietMissingObjectMixin, admin.ModelAdmin):
     """Who was sent a portal link, when, and whether it was used. Never the digest."""
 
     list_display = [

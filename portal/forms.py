@@ -12,7 +12,7 @@ from django.core.exceptions import ValidationError
 from apikeys import conf
 from apikeys.http import client_ip
 from apikeys.models import Api, Scope
-from portal.throttle import LoginThrottle
+from portal.throttle import LoginThrottle, ThrottleUnavailable
 
 
 class PortalAuthenticationForm(AuthenticationForm):
@@ -24,6 +24,8 @@ class PortalAuthenticationForm(AuthenticationForm):
         "try again.",
         "throttled": "Too many failed sign-in attempts. Wait a few minutes and try again, "
         "or open the portal from your app.",
+        "unavailable": "Sign-in is unavailable for a moment. Try again shortly, or open the "
+        "portal from your app.",
     }
 
     def __init__(self, request: Any = None, *args: Any, **kwargs: Any) -> None:
@@ -34,22 +36,25 @@ class PortalAuthenticationForm(AuthenticationForm):
         )
         self.fields["password"].widget.attrs["autocomplete"] = "current-password"
         self.throttled = False
+        self.unavailable = False
 
     def clean(self) -> dict[str, Any]:
         username = self.cleaned_data.get("username") or ""
         throttle = LoginThrottle(
             username=username, ip=client_ip(self.request) if self.request else None
         )
-        # A locked name or IP is refused before the password is even hashed: the
-        # answer must not tell whether the password would have been right.
-        if throttle.is_locked():
+        # The attempt is counted before the password is checked, and a locked name or IP is
+        # refused before the password is even hashed: the answer must not tell whether the
+        # password would have been right.
+        try:
+            allowed = throttle.begin()
+        except ThrottleUnavailable as exc:
+            self.unavailable = True
+            raise ValidationError(self.error_messages["unavailable"], code="unavailable") from exc
+        if not allowed:
             self.throttled = True
             raise ValidationError(self.error_messages["throttled"], code="throttled")
-        try:
-            cleaned = super().clean()
-        except ValidationError:
-            throttle.record_failure()
-            raise
+        cleaned = super().clean()
         throttle.record_success()
         return cleaned
 

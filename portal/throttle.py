@@ -30,9 +30,20 @@ from apikeys import conf
 _PREFIX = "portal:login-failures"
 
 
+class ThrottleUnavailable(Exception):
+    """The cache that holds the counts cannot be reached: sign-in must not go unthrottled."""
+
+
 @dataclass(frozen=True)
 class LoginThrottle:
-    """The failure counters that apply to one sign-in attempt."""
+    """The failure counters that apply to one sign-in attempt.
+
+    An attempt is counted *before* its password is checked (:meth:`begin`) and uncounted
+    when it turns out right (:meth:`record_success`). Counting after the check would let
+    every attempt already in flight when the limit is reached through: with many workers,
+    up to limit + workers - 1 guesses. Counting first with the cache's atomic increment
+    lets exactly ``limit`` attempts reach the password check, however many arrive at once.
+    """
 
     username: str
     ip: str | None
@@ -47,23 +58,39 @@ class LoginThrottle:
             keys.append((f"{_PREFIX}:ip:{self.ip}", conf.get("PORTAL_LOGIN_MAX_FAILURES_PER_IP")))
         return keys
 
-    def is_locked(self) -> bool:
-        """True when this name or this IP has used up its failures for the window."""
-        counts = cache.get_many([key for key, _ in self._keys])
-        return any(counts.get(key, 0) >= limit for key, limit in self._keys)
+    def begin(self) -> bool:
+        """Count this attempt; False when it is past the limit of its name or its IP.
 
-    def record_failure(self) -> None:
+        Raises :class:`ThrottleUnavailable` when the cache is down: the form then refuses
+        to check passwords (fails closed) rather than let guessing go unlimited.
+        """
         window = conf.get("PORTAL_LOGIN_LOCKOUT_SECONDS")
-        for key, _ in self._keys:
-            # add() starts the window only if no count exists; incr() is atomic in Redis
-            # and keeps the key's expiry, so the window is fixed from the first failure.
-            cache.add(key, 0, timeout=window)
-            try:
-                cache.incr(key)
-            except ValueError:  # expired between add() and incr()
-                cache.set(key, 1, timeout=window)
+        allowed = True
+        try:
+            for key, limit in self._keys:
+                # add() starts the window only if no count exists; incr() is atomic in Redis
+                # and keeps the key's expiry, so the window is fixed from the first attempt.
+                cache.add(key, 0, timeout=window)
+                try:
+                    count = cache.incr(key)
+                except ValueError:  # expired between add() and incr()
+                    cache.set(key, 1, timeout=window)
+                    count = 1
+                if count > limit:
+                    allowed = False
+        except ThrottleUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any cache failure means "cannot count"
+            raise ThrottleUnavailable(type(exc).__name__) from exc
+        return allowed
 
     def record_success(self) -> None:
-        """A correct password clears the name's count (not the IP's: one good account
-        must not reset an IP that is trying many others)."""
-        cache.delete(self._keys[0][0])
+        """A correct password clears the name's count, and takes this attempt back off the
+        IP's (one good account must not reset an IP that is trying many others)."""
+        keys = self._keys
+        try:
+            cache.delete(keys[0][0])
+            if len(keys) > 1:
+                cache.decr(keys[1][0])
+        except Exception:  # noqa: BLE001 - the sign-in itself succeeded; counts expire anyway
+            pass

@@ -304,6 +304,11 @@ class PortalLoginView(PortalMixin, LoginView):
         if getattr(form, "throttled", False):
             response.status_code = 429
             response.headers["Retry-After"] = str(conf.get("PORTAL_LOGIN_LOCKOUT_SECONDS"))
+        elif getattr(form, "unavailable", False):
+            # The throttle's cache is down: refuse (fail closed) rather than check passwords
+            # with no limit on guessing.
+            response.status_code = 503
+            response.headers["Retry-After"] = "30"
         return response
 
 

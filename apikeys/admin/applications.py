@@ -33,6 +33,7 @@ from oauth2_provider.models import (
 
 from apikeys import services
 from apikeys.admin.common import (
+    QuietMissingObjectMixin,
     ServiceModelAdmin,
     ShownSecret,
     admin_actor,
@@ -146,16 +147,15 @@ class M2MApplicationAdmin(ServiceModelAdmin):
         return self.render_change_form(request, context, add=True)
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
-        if change and "name" in form.changed_data:
-            services.m2m_application_update(
-                application=obj, name=form.cleaned_data["name"], actor=admin_actor(request)
-            )
+        # Name and scopes are saved together in save_related, as one audited change.
+        pass
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        if change and "scopes" in form.changed_data:
-            services.m2m_application_set_scopes(
+        if change and {"name", "scopes"} & set(form.changed_data):
+            services.m2m_application_update(
                 application=form.instance,
-                scopes=form.cleaned_data["scopes"],
+                name=form.cleaned_data["name"] if "name" in form.changed_data else None,
+                scopes=form.cleaned_data["scopes"] if "scopes" in form.changed_data else None,
                 actor=admin_actor(request),
             )
 
@@ -164,7 +164,7 @@ class M2MApplicationAdmin(ServiceModelAdmin):
 
 
 @admin.register(AccessToken)
-class ReadOnlyAccessTokenAdmin(AccessTokenAdmin):
+class ReadOnlyAccessTokenAdmin(QuietMissingObjectMixin, AccessTokenAdmin):
     """Issued tokens, to look at: editing one would change what it may do without a trace.
     To cut an application off at once, delete it (its tokens go with it, audited)."""
 

@@ -15,7 +15,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from apikeys.admin.common import InputFilter
+from apikeys.admin.common import InputFilter, QuietMissingObjectMixin
 from apikeys.models import AuditEvent
 
 
@@ -42,7 +42,7 @@ class ActorFilter(InputFilter):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(QuietMissingObjectMixin, admin.ModelAdmin):
     list_display = ("occurred_on", "actor", "action", "target", "org_code", "ip")
     list_filter = (
         "actor_type",

@@ -57,7 +57,21 @@ def adopt(target: models.Model, saved: models.Model) -> None:
     target._state.db = saved._state.db
 
 
-class ServiceModelAdmin(admin.ModelAdmin):
+class QuietMissingObjectMixin:
+    """Django's "… with ID “…” doesn't exist" message quotes the id typed into the URL; an
+    API key pasted there by mistake would come back on the next page (and sit in the message
+    storage until then). This one names the kind of object, not the id."""
+
+    def _get_obj_does_not_exist_redirect(
+        self, request: HttpRequest, opts: Any, object_id: str
+    ) -> HttpResponseRedirect:
+        self.message_user(  # type: ignore[attr-defined]
+            request, f"That {opts.verbose_name} does not exist.", messages.WARNING
+        )
+        return HttpResponseRedirect(reverse("admin:index", current_app=self.admin_site.name))  # type: ignore[attr-defined]
+
+
+class ServiceModelAdmin(QuietMissingObjectMixin, admin.ModelAdmin):
     """A ``ModelAdmin`` whose writes go through services.
 
     Forms check what they can up front (field validators, uniqueness), so a service

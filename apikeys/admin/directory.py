@@ -20,7 +20,13 @@ from django.urls import reverse
 from django.utils.safestring import SafeString
 
 from apikeys import services
-from apikeys.admin.common import ServiceModelAdmin, admin_actor, adopt, save_formset_through
+from apikeys.admin.common import (
+    QuietMissingObjectMixin,
+    ServiceModelAdmin,
+    admin_actor,
+    adopt,
+    save_formset_through,
+)
 from apikeys.admin.forms import (
     CHECKBOXES,
     OrganizationMembershipForm,
@@ -385,7 +391,7 @@ class RoleAdmin(ServiceModelAdmin):
 
 
 @admin.register(SystemPermission)
-class SystemPermissionAdmin(admin.ModelAdmin):
+class SystemPermissionAdmin(QuietMissingObjectMixin, admin.ModelAdmin):
     """The permissions the product understands: shipped by a migration, read-only."""
 
     list_display = ("key", "description")

@@ -355,7 +355,7 @@ class ApiKeyAdmin(ServiceModelAdmin):
         initial: dict[str, Any] = {}
         for name, model in (("organization", Organization), ("user", User)):
             value = request.GET.get(name, "")
-            if value.isdigit():
+            if value.isascii() and value.isdigit():  # "¹".isdigit() is True too
                 owner = model.objects.filter(pk=value).first()
                 if owner is not None:
                     initial[name] = owner

@@ -135,3 +135,29 @@ def test_the_audit_trail_is_read_only_even_for_a_superuser(admin_client, issued_
     delete_url = admin_url("auditevent_delete", event.pk)
     assert admin_client.post(delete_url, {"post": "yes"}).status_code == HTTPStatus.FORBIDDEN
     assert AuditEvent.objects.get().action == AuditEvent.Action.API_KEY_ISSUED
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/apikeys/apikey/{key}/change/",
+        "/admin/apikeys/organization/{key}/change/",
+        "/admin/apikeys/auditevent/{key}/change/",
+        "/admin/portal/portallink/{key}/change/",
+    ],
+)
+def test_a_key_typed_into_an_admin_url_is_not_echoed_back(admin_client, path):
+    from apikeys import crypto
+
+    key = crypto.generate_key()
+    response = admin_client.get(path.format(key=key), follow=True)
+    assert response.status_code == 200
+    assert key not in response.content.decode()
+    assert "does not exist" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_non_ascii_digit_owner_in_the_issue_form_query_is_ignored(admin_client):
+    response = admin_client.get("/admin/apikeys/apikey/add/?organization=%C2%B9&user=%C2%B2")
+    assert response.status_code == 200

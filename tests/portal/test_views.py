@@ -641,3 +641,38 @@ def test_the_key_list_costs_the_same_queries_for_10_and_1000_keys(
     assert rows == 50
     assert client.get(f"{path}?page=20").content.decode().count("data-key-id=") == 50
     assert client.get(f"{path}?page=21").status_code == HTTPStatus.NOT_FOUND
+
+
+@pytest.mark.django_db
+def test_sign_in_fails_closed_with_503_when_the_throttle_cache_is_down(client, monkeypatch):
+    """Without its counts the throttle cannot limit guessing: sign-in is refused, and the
+    password is never checked, rather than checked without a limit."""
+    from django.core.cache import cache
+
+    def down(*args, **kwargs):
+        raise ConnectionError("cache down")
+
+    user = UserFactory(password=PASSWORD)
+    checked = []
+    monkeypatch.setattr(cache, "add", down)
+    monkeypatch.setattr(type(user), "check_password", lambda self, raw: checked.append(raw) or True)
+    response = client.post(LOGIN, {"username": user.username, "password": PASSWORD}, REMOTE_ADDR=fresh_ip())
+    assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+    assert response["Retry-After"] == "30"
+    assert "_auth_user_id" not in client.session
+    assert checked == []
+
+
+@pytest.mark.django_db
+def test_an_attempt_is_counted_before_its_password_is_checked(client, settings):
+    """Counting first is what makes the limit exact under concurrency: an attempt that is
+    in the middle of its password check already counts against the next one."""
+    from portal.throttle import LoginThrottle
+
+    settings.APIKEYS = {**settings.APIKEYS, "PORTAL_LOGIN_MAX_FAILURES": 2}
+    throttle = LoginThrottle(username=f"race-{fresh_ip()}@example.com", ip=None)
+    assert throttle.begin() is True
+    assert throttle.begin() is True
+    assert throttle.begin() is False  # two attempts in flight, the third is refused
+    throttle.record_success()
+    assert throttle.begin() is True  # a right password cleared the name's count
