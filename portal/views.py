@@ -16,7 +16,6 @@ Rules every view here follows:
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from django.conf import settings
@@ -32,8 +31,9 @@ from django.urls import reverse, reverse_lazy
 from django.views import View
 from django.views.generic import ListView, TemplateView
 
-from apikeys import conf, selectors, services
+from apikeys import conf, formtokens, selectors, services
 from apikeys import exceptions as errors
+from apikeys.formtokens import consume_form_token, issue_form_token
 from apikeys.http import client_ip
 from apikeys.models import ApiKey, Organization
 from portal import services as portal_services
@@ -44,8 +44,7 @@ from portal.models import PortalLink, SelfServeSettings
 from portal.selectors import api_keys_for_list, organizations_readable_by
 
 RETURN_URL_SESSION_KEY = "portal.return_url"
-FORM_TOKENS_SESSION_KEY = "portal.form_tokens"
-MAX_FORM_TOKENS = 20
+FORM_TOKENS_SESSION_KEY = formtokens.SESSION_KEY
 KEYS_PER_PAGE = 50
 
 
@@ -90,30 +89,6 @@ def layout_context(request: HttpRequest) -> dict[str, Any]:
             return_url=request.session.get(RETURN_URL_SESSION_KEY, ""),
         )
     return context
-
-
-def issue_form_token(request: HttpRequest) -> str:
-    """A one-time token for a form whose POST issues a secret (create, rotate).
-
-    Reloading the page that shows a new secret makes the browser offer to send the form
-    again; without this, that would silently create a second key, or rotate again and kill
-    the secret just copied. The POST must bring back a token it was given, once.
-    """
-    token = secrets.token_urlsafe(16)
-    tokens = request.session.get(FORM_TOKENS_SESSION_KEY, [])[-(MAX_FORM_TOKENS - 1) :]
-    request.session[FORM_TOKENS_SESSION_KEY] = [*tokens, token]
-    return token
-
-
-def consume_form_token(request: HttpRequest) -> bool:
-    """True (once) when the POST carries a token :func:`issue_form_token` gave out."""
-    token = request.POST.get("form_token", "")
-    tokens = request.session.get(FORM_TOKENS_SESSION_KEY, [])
-    if not token or token not in tokens:
-        return False
-    tokens.remove(token)
-    request.session[FORM_TOKENS_SESSION_KEY] = tokens
-    return True
 
 
 def actor_for(request: HttpRequest) -> services.Actor:

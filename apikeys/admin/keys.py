@@ -45,6 +45,7 @@ from apikeys.admin.common import (
 )
 from apikeys.admin.forms import ApiKeyIssueForm, RotateForm
 from apikeys.exceptions import ApiKeysError
+from apikeys.formtokens import consume_form_token, issue_form_token
 from apikeys.models import ApiKey, Organization
 
 User = get_user_model()
@@ -125,6 +126,16 @@ class OwnerFilter(InputFilter):
 
 
 # --------------------------------------------------------------------------- the admin
+
+
+ALREADY_ISSUED = (
+    "This form had already been sent, so no second key was issued. A key's secret is shown "
+    "only once; if it was lost, rotate the key."
+)
+ALREADY_ROTATED = (
+    "This form had already been sent, so the key was not rotated again. If the new secret "
+    "was lost, rotate the key once more."
+)
 
 
 @admin.register(ApiKey)
@@ -327,7 +338,7 @@ class ApiKeyAdmin(ServiceModelAdmin):
             initial=self._owner_initial(request),
             admin_site=self.admin_site,
         )
-        if posted and form.is_valid():
+        if posted and form.is_valid() and self._fresh_submission(request, form, ALREADY_ISSUED):
             data = form.cleaned_data
             try:
                 issued = services.api_key_issue(
@@ -382,8 +393,18 @@ class ApiKeyAdmin(ServiceModelAdmin):
             "preserved_filters": self.get_preserved_filters(request),
             "show_save_and_add_another": False,
             "show_save_and_continue": False,
+            "form_token": issue_form_token(request),
         }
         return self.render_change_form(request, context, add=True)
+
+    @staticmethod
+    def _fresh_submission(request: HttpRequest, form: Any, message: str) -> bool:
+        """False, with a form error, when this POST was already sent once (a reload of the
+        page showing a secret): it must not issue or rotate a second time."""
+        if consume_form_token(request):
+            return True
+        form.add_error(None, ValidationError(message, code="ALREADY_SUBMITTED"))
+        return False
 
     # ------------------------------------------------------------------ rotate and revoke
 
@@ -409,7 +430,7 @@ class ApiKeyAdmin(ServiceModelAdmin):
             raise PermissionDenied
         posted = request.method == "POST"
         form = RotateForm(request.POST if posted else None)
-        if posted and form.is_valid():
+        if posted and form.is_valid() and self._fresh_submission(request, form, ALREADY_ROTATED):
             grace = form.cleaned_data["grace_seconds"]
             try:
                 issued = services.api_key_rotate(
@@ -434,6 +455,7 @@ class ApiKeyAdmin(ServiceModelAdmin):
                 subtitle=str(api_key),
                 original=api_key,
                 form=form,
+                form_token=issue_form_token(request),
                 is_revoked=api_key.status == ApiKey.Status.REVOKED,
             ),
         )
@@ -471,7 +493,7 @@ class ApiKeyAdmin(ServiceModelAdmin):
         keys = list(queryset)
         applying = "apply" in request.POST
         form = RotateForm(request.POST if applying else None)
-        if applying and form.is_valid():
+        if applying and form.is_valid() and self._fresh_submission(request, form, ALREADY_ROTATED):
             grace = form.cleaned_data["grace_seconds"]
             rotated: list[services.IssuedKey] = []
             skipped: list[ApiKey] = []
@@ -513,6 +535,7 @@ class ApiKeyAdmin(ServiceModelAdmin):
                 title="Rotate API keys",
                 keys=keys,
                 form=form,
+                form_token=issue_form_token(request),
                 action_checkbox_name=helpers.ACTION_CHECKBOX_NAME,
             ),
         )

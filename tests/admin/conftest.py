@@ -9,6 +9,16 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 
 from tests.factories import UserFactory
+from tests.formtokens import FormTokenClient
+
+
+@pytest.fixture
+def admin_client(admin_user) -> Client:
+    """pytest-django's ``admin_client``, posting forms with their one-time token as a
+    browser would (the refusal of a re-sent form is tested on its own)."""
+    client = FormTokenClient()
+    client.force_login(admin_user)
+    return client
 
 
 @pytest.fixture
@@ -21,7 +31,7 @@ def staff_client(db) -> Callable[..., Client]:
         person.user_permissions.set(
             Permission.objects.filter(content_type__app_label="apikeys", codename__in=codenames)
         )
-        client = Client()
+        client = FormTokenClient()
         client.force_login(person)
         client.person = person  # type: ignore[attr-defined]
         return client

@@ -4,6 +4,7 @@ shown once in the response to the POST and is nowhere else, ever."""
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 from http import HTTPStatus
 from typing import Any
@@ -216,3 +217,17 @@ def test_an_unknown_owner_in_the_link_is_ignored(admin_client, api):
     response = admin_client.get(f"{ADD_URL}?organization=999999&user=abc")
     assert response.status_code == HTTPStatus.OK
     assert response.context["adminform"].form.initial == {}
+
+
+def test_sending_the_issue_form_again_issues_no_second_key(admin_client, api, organization):
+    """A reload of the page that shows the secret re-sends the POST: it must not issue a
+    second key (the token handed out with the form works once)."""
+    form = admin_client.get(ADD_URL)
+    token = re.search(r'name="form_token" value="([^"]+)"', form.content.decode()).group(1)
+    data = {**issue_data(api=api, organization=organization), "form_token": token}
+    first = admin_client.post(ADD_URL, data)
+    assert len(shown_secrets(first)) == 1
+    again = admin_client.post(ADD_URL, data)
+    assert shown_secrets(again) == []
+    assert form_errors(again) == {"__all__": ["ALREADY_SUBMITTED"]}
+    assert ApiKey.objects.count() == 1

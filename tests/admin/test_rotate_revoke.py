@@ -3,6 +3,7 @@ through the services, audited with the admin as actor; new secrets shown once.""
 
 from __future__ import annotations
 
+import re
 from http import HTTPStatus
 
 import pytest
@@ -161,3 +162,13 @@ def test_revoke_action_asks_for_confirmation_then_revokes_every_key(
     events = AuditEvent.objects.filter(action=Action.API_KEY_REVOKED)
     assert sorted(e.target_id for e in events) == sorted(selected)
     assert {e.actor_user for e in events} == {admin_user}
+
+
+def test_sending_the_rotate_form_again_does_not_rotate_twice(admin_client, issued_key):
+    page = admin_client.get(rotate_url(issued_key.api_key))
+    token = re.search(r'name="form_token" value="([^"]+)"', page.content.decode()).group(1)
+    first = admin_client.post(rotate_url(issued_key.api_key), {"grace_seconds": "0", "form_token": token})
+    [secret] = shown_secrets(first)
+    again = admin_client.post(rotate_url(issued_key.api_key), {"grace_seconds": "0", "form_token": token})
+    assert shown_secrets(again) == []
+    assert services.api_key_verify(key=secret).is_valid  # the secret just shown still works

@@ -11,7 +11,7 @@ from typing import Any
 
 from apikeys import services
 from apikeys.models import Api, ApiKey, Organization, SystemPermission
-from portal.views import FORM_TOKENS_SESSION_KEY
+from tests.formtokens import grant_form_token  # noqa: F401  (re-exported for the portal tests)
 from tests.factories import MembershipFactory, RoleFactory, UserFactory
 
 PASSWORD = "correct-horse-battery-42"
@@ -49,15 +49,6 @@ def issue(
     return services.api_key_issue(
         name=name, api=api, scopes=list(scopes), actor=services.Actor.system(), **owner
     )
-
-
-def grant_form_token(client: Any) -> str:
-    """A single-submit token in ``client``'s session, as the create/rotate forms hand out."""
-    session = client.session
-    token = f"test-form-token-{len(session.get(FORM_TOKENS_SESSION_KEY, []))}"
-    session[FORM_TOKENS_SESSION_KEY] = [*session.get(FORM_TOKENS_SESSION_KEY, []), token]
-    session.save()
-    return token
 
 
 def key_state(api_key: ApiKey) -> tuple[Any, ...]:

@@ -24,7 +24,7 @@ from apikeys import services
 from apikeys.models import ApiKey, AuditEvent, SystemPermission
 from portal.services import portal_link_create
 from tests.factories import UserFactory
-from tests.portal.helpers import grant_form_token
+from tests.formtokens import FormTokenClient, grant_form_token
 from tests.security.conftest import World, token_for
 
 pytestmark = pytest.mark.django_db
@@ -61,7 +61,7 @@ def doors(world: World) -> Doors:
     portal = Client()
     portal.force_login(world.user)
     admin_user = UserFactory(is_staff=True, is_superuser=True)
-    admin = Client()
+    admin = FormTokenClient()
     admin.force_login(admin_user)
     return Doors(world, api, application, portal, admin, admin_user)
 

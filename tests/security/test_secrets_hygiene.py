@@ -26,6 +26,7 @@ from rest_framework.test import APIClient
 
 from apikeys import crypto
 from portal.views import FORM_TOKENS_SESSION_KEY
+from tests.formtokens import FormTokenClient
 from tests.factories import UserFactory
 from tests.security.scan import (
     KEY_PATTERN,
@@ -247,7 +248,7 @@ class Scenario:
         )
 
         # The admin: issue a key and rotate it.
-        admin = Client()
+        admin = FormTokenClient()
         self.clients.append(admin)
         admin.force_login(UserFactory(is_staff=True, is_superuser=True))
         from apikeys.models import Api, Organization
