@@ -9,7 +9,7 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 
-from apikeys.admin.common import QuietMissingObjectMixin
+from apikeys.admin.common import QuietMissingObjectMixin, ReadOnlyAdminMixin
 from apikeys.http import client_ip
 from apikeys.services import Actor
 from portal import services
@@ -64,7 +64,7 @@ class SelfServeSettingsAdmin(QuietMissingObjectMixin, admin.ModelAdmin):
 
 
 @admin.register(PortalLink)
-class PortalLinkAdmin(QuietMissingObjectMixin, admin.ModelAdmin):
+class PortalLinkAdmin(ReadOnlyAdminMixin, QuietMissingObjectMixin, admin.ModelAdmin):
     """Who was sent a portal link, when, and whether it was used. Never the digest."""
 
     list_display = [
@@ -94,14 +94,6 @@ class PortalLinkAdmin(QuietMissingObjectMixin, admin.ModelAdmin):
     readonly_fields = fields
     date_hierarchy = "created_on"
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="state")
     def state(self, obj: PortalLink) -> str:

@@ -15,7 +15,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from apikeys.admin.common import InputFilter, QuietMissingObjectMixin
+from apikeys.admin.common import InputFilter, QuietMissingObjectMixin, ReadOnlyAdminMixin
 from apikeys.models import AuditEvent
 
 
@@ -42,7 +42,7 @@ class ActorFilter(InputFilter):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(QuietMissingObjectMixin, admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdminMixin, QuietMissingObjectMixin, admin.ModelAdmin):
     list_display = ("occurred_on", "actor", "action", "target", "org_code", "ip")
     list_filter = (
         "actor_type",
@@ -89,11 +89,3 @@ class AuditEventAdmin(QuietMissingObjectMixin, admin.ModelAdmin):
     def details_json(self, obj: AuditEvent) -> str:
         return format_html("<pre>{}</pre>", json.dumps(obj.details, indent=2, sort_keys=True))
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

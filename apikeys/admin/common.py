@@ -71,6 +71,20 @@ class QuietMissingObjectMixin:
         return HttpResponseRedirect(reverse("admin:index", current_app=self.admin_site.name))  # type: ignore[attr-defined]
 
 
+class ReadOnlyAdminMixin:
+    """For records nobody edits by hand (the audit trail, shipped permissions, portal
+    links): viewable by those with the view permission, never added, changed or deleted."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 class ServiceModelAdmin(QuietMissingObjectMixin, admin.ModelAdmin):
     """A ``ModelAdmin`` whose writes go through services.
 

@@ -22,6 +22,7 @@ from django.utils.safestring import SafeString
 from apikeys import services
 from apikeys.admin.common import (
     QuietMissingObjectMixin,
+    ReadOnlyAdminMixin,
     ServiceModelAdmin,
     admin_actor,
     adopt,
@@ -63,6 +64,16 @@ def _can_issue_keys(model_admin: admin.ModelAdmin, request: HttpRequest) -> bool
 
 class KeyOwnerAdmin(ServiceModelAdmin):
     """An admin of a model that owns keys (organizations, users)."""
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        extra_context = {**(extra_context or {}), "can_issue_keys": _can_issue_keys(self, request)}
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple[Any, Any, Any, Any]:
         to_delete, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
@@ -185,16 +196,6 @@ class OrganizationAdmin(KeyOwnerAdmin):
     def api_keys(self, obj: Organization) -> SafeString:
         return keys_overview(ApiKey.objects.filter(organization=obj), owner_code=obj.code)
 
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        extra_context = {**(extra_context or {}), "can_issue_keys": _can_issue_keys(self, request)}
-        return super().change_view(request, object_id, form_url, extra_context)
-
     def save_model(self, request: HttpRequest, obj: Organization, form: Any, change: bool) -> None:
         actor = admin_actor(request)
         data = form.cleaned_data
@@ -287,16 +288,6 @@ class UserAdmin(KeyOwnerAdmin):
     @admin.display(description="API keys")
     def api_keys(self, obj: Any) -> SafeString:
         return keys_overview(ApiKey.objects.filter(user=obj), owner_code=obj.public_id)
-
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        extra_context = {**(extra_context or {}), "can_issue_keys": _can_issue_keys(self, request)}
-        return super().change_view(request, object_id, form_url, extra_context)
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         if change:
@@ -391,17 +382,9 @@ class RoleAdmin(ServiceModelAdmin):
 
 
 @admin.register(SystemPermission)
-class SystemPermissionAdmin(QuietMissingObjectMixin, admin.ModelAdmin):
+class SystemPermissionAdmin(ReadOnlyAdminMixin, QuietMissingObjectMixin, admin.ModelAdmin):
     """The permissions the product understands: shipped by a migration, read-only."""
 
     list_display = ("key", "description")
     search_fields = ("key",)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
