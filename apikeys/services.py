@@ -425,7 +425,6 @@ def _count_valid_verification(
         "now": db.ops.adapt_datetimefield_value(now),
         "ip": ip,
         "digest": key_digest,
-        "active": ApiKey.Status.ACTIVE,
     }
     if audience is not None:
         params["audience"] = audience
@@ -486,7 +485,12 @@ def _build_verify_sql(db: Any, with_audience: bool, async_commit: bool) -> str:
         )
         + " WHERE (digest = %(digest)s"
         " OR (previous_digest = %(digest)s AND previous_expires_at > %(now)s))"
-        " AND status = %(active)s AND (expires_at IS NULL OR expires_at > %(now)s)"
+        # The row is found by its digest, and only by it: the status test is written so that
+        # no index can serve it (``IS TRUE``). Otherwise, on a table without statistics yet
+        # (young, or just bulk-loaded), PostgreSQL may prefer the (status, id) index and walk
+        # every active key; a prepared statement would keep that plan for the connection.
+        f" AND (status = '{ApiKey.Status.ACTIVE.value}') IS TRUE"
+        " AND (expires_at IS NULL OR expires_at > %(now)s)"
         + (" AND audience = %(audience)s" if with_audience else "")
         + f" RETURNING {', '.join(_VERIFY_COLUMNS)}"
     )

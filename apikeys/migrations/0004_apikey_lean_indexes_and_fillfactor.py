@@ -14,7 +14,7 @@ verification (issue 7, performance and scale).
 from __future__ import annotations
 
 import django.db.models.deletion
-from django.conf import settings
+from oauth2_provider.settings import oauth2_settings
 from django.db import migrations, models
 
 FILLFACTOR = 90
@@ -34,7 +34,7 @@ def reset_fillfactor(apps, schema_editor):  # type: ignore[no-untyped-def]
 class Migration(migrations.Migration):
     dependencies = [
         ("apikeys", "0003_system_permissions"),
-        migrations.swappable_dependency(settings.OAUTH2_PROVIDER_APPLICATION_MODEL),
+        migrations.swappable_dependency(oauth2_settings.APPLICATION_MODEL),
     ]
 
     operations = [
