@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from http import HTTPStatus
 
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseNotFound
 
 NUL = "\x00"
 
@@ -21,15 +21,25 @@ class RejectNulMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if NUL in request.path or any(
+        # The same answers as the Management API's own guard (for host projects without
+        # this middleware): a path that cannot name anything is a 404, a query a 400.
+        api = "/api/" in request.path
+        if NUL in request.path:
+            if api:
+                return _json(HTTPStatus.NOT_FOUND, "ROUTE_NOT_FOUND", "No such route.")
+            return HttpResponseNotFound("No such page.")
+        if any(
             NUL in name or any(NUL in value for value in values)
             for name, values in request.GET.lists()
         ):
-            if "/api/" in request.path:
-                from apikeys.api.errors import json_error
-
-                return json_error(
-                    HTTPStatus.BAD_REQUEST, "INVALID_REQUEST", "URLs cannot contain NUL characters."
-                )
-            return HttpResponseBadRequest("URLs cannot contain NUL characters.")
+            message = "Query parameters cannot contain NUL characters."
+            if api:
+                return _json(HTTPStatus.BAD_REQUEST, "INVALID_QUERY", message)
+            return HttpResponseBadRequest(message)
         return self.get_response(request)
+
+
+def _json(status: int, code: str, message: str) -> HttpResponse:
+    from apikeys.api.errors import json_error
+
+    return json_error(status, code, message)
