@@ -39,7 +39,7 @@ bench: install
 	$(BIN)/python -m tests.benchmarks.run $(BENCH_ARGS)
 
 check: install
-	$(BIN)/python manage.py makemigrations --check --dry-run
+	DEBUG=true $(BIN)/python manage.py makemigrations --check --dry-run
 	DEBUG=true $(BIN)/python manage.py check
 
 # Security checks: bandit (a medium or high finding fails; the reviewed false positives are
