@@ -119,7 +119,8 @@ def _request_median_us(key: str, *, calls: int) -> dict[str, object]:
         "calls": calls,
         "median_us": round(statistics.median(times) * 1e6, 1),
         "queries": len(queries),
-        "statements": [q["sql"].split()[0] for q in queries.captured_queries],
+        # A server-bound statement is logged without its text.
+        "statements": [(q["sql"] or "(server-bound)").split()[0] for q in queries.captured_queries],
     }
 
 
