@@ -18,7 +18,6 @@ from typing import Any
 
 import oauth2_provider.admin  # noqa: F401  (registers the admins replaced below)
 from django.contrib import admin
-from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.debug import sensitive_variables
@@ -125,26 +124,9 @@ class M2MApplicationAdmin(ServiceModelAdmin):
                         "scopes, move the service to it, then delete this one."
                     ),
                 )
-        admin_form = helpers.AdminForm(
-            form, [(None, {"fields": ["name", "scopes"]})], {}, model_admin=self
+        return self.render_add_form(
+            request, form, [(None, {"fields": ["name", "scopes"]})], title="Add M2M application"
         )
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Add M2M application",
-            "subtitle": None,
-            "adminform": admin_form,
-            "object_id": None,
-            "original": None,
-            "is_popup": False,
-            "to_field": None,
-            "media": self.media + admin_form.media,
-            "inline_admin_formsets": [],
-            "errors": helpers.AdminErrorList(form, []),
-            "preserved_filters": self.get_preserved_filters(request),
-            "show_save_and_add_another": False,
-            "show_save_and_continue": False,
-        }
-        return self.render_change_form(request, context, add=True)
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         # Name and scopes are saved together in save_related, as one audited change.

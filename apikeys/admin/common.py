@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.utils import quote
 from django.db import models
 from django.forms import BaseFormSet, BaseModelForm
@@ -93,6 +94,38 @@ class ServiceModelAdmin(QuietMissingObjectMixin, admin.ModelAdmin):
     still in use), Django's view has already opened its transaction: the error rolls the
     whole submission back, and the admin is sent back to the page with the reason.
     """
+
+
+    def render_add_form(
+        self,
+        request: HttpRequest,
+        form: Any,
+        fieldsets: list[tuple[str | None, dict[str, Any]]],
+        *,
+        title: str,
+        **extra: Any,
+    ) -> HttpResponse:
+        """Django's add page around a plain form of ours (not the model's ModelForm): for
+        models that only a service may create, where the POST answers with a secret."""
+        admin_form = helpers.AdminForm(form, fieldsets, {}, model_admin=self)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "subtitle": None,
+            "adminform": admin_form,
+            "object_id": None,
+            "original": None,
+            "is_popup": False,
+            "to_field": None,
+            "media": self.media + admin_form.media,
+            "inline_admin_formsets": [],
+            "errors": helpers.AdminErrorList(form, []),
+            "preserved_filters": self.get_preserved_filters(request),
+            "show_save_and_add_another": False,
+            "show_save_and_continue": False,
+            **extra,
+        }
+        return self.render_change_form(request, context, add=True)
 
     class Media:
         css = {"all": ["apikeys/admin/admin.css"]}

@@ -377,25 +377,9 @@ class ApiKeyAdmin(ServiceModelAdmin):
             (None, {"fields": ["name", "organization", "user"]}),
             ("Access", {"fields": ["api", "scopes", "expires_at"]}),
         ]
-        admin_form = helpers.AdminForm(form, fieldsets, {}, model_admin=self)
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Add API key",
-            "subtitle": None,
-            "adminform": admin_form,
-            "object_id": None,
-            "original": None,
-            "is_popup": False,
-            "to_field": None,
-            "media": self.media + admin_form.media,
-            "inline_admin_formsets": [],
-            "errors": helpers.AdminErrorList(form, []),
-            "preserved_filters": self.get_preserved_filters(request),
-            "show_save_and_add_another": False,
-            "show_save_and_continue": False,
-            "form_token": issue_form_token(request),
-        }
-        return self.render_change_form(request, context, add=True)
+        return self.render_add_form(
+            request, form, fieldsets, title="Add API key", form_token=issue_form_token(request)
+        )
 
     @staticmethod
     def _fresh_submission(request: HttpRequest, form: Any, message: str) -> bool:
