@@ -110,19 +110,6 @@ class ScopeInUse(Conflict):
     default_message = "Active API keys still use this scope; revoke them first."
 
 
-class UserHasApiKeys(Conflict):
-    code = "USER_HAS_API_KEYS"
-    default_message = "This user owns API keys, which are never deleted; the user cannot be deleted."
-
-
-class OrganizationHasApiKeys(Conflict):
-    code = "ORGANIZATION_HAS_API_KEYS"
-    default_message = (
-        "This organization owns API keys, which are never deleted; the organization cannot be "
-        "deleted."
-    )
-
-
 class OwnerRequired(ApiKeysError):
     code = "OWNER_REQUIRED"
     default_message = "An API key needs an owner: give exactly one of org_code or user_id."

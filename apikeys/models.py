@@ -205,10 +205,11 @@ class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
 class ApiKey(models.Model):
     """An API key. The secret itself is never stored: only its keyed digest.
 
-    Owned by exactly one organization or one user (a database constraint). The API's id and
+    Owned by exactly one organization or one user (database constraints). The API's id and
     audience, the scope keys and the owner's public code are kept on the row as written at
     issue time: they never change for a key, they keep revoked keys readable after their API
-    or scope is deleted, and they let verification answer from this one row.
+    or scope is deleted, and they let verification answer from this one row. Deleting the
+    owner revokes the key and keeps it, with that code.
     """
 
     class Status(models.TextChoices):
@@ -237,12 +238,15 @@ class ApiKey(models.Model):
     scope_keys = models.TextField(
         blank=True, editable=False, help_text="Scope keys at issue time, space-separated."
     )
+    # The owner. Deleting it revokes its keys first (``services.organization_delete`` /
+    # ``user_delete``), then leaves them without the link: they are kept, with the owner's
+    # public code below, and the database refuses an active key without an owner.
     organization = models.ForeignKey(
-        Organization, on_delete=models.PROTECT, null=True, blank=True, related_name="api_keys"
+        Organization, on_delete=models.SET_NULL, null=True, blank=True, related_name="api_keys"
     )
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
+        on_delete=models.SET_NULL,
         null=True,
         blank=True,
         related_name="api_keys",
@@ -288,12 +292,30 @@ class ApiKey(models.Model):
         verbose_name = "API key"
         ordering = ["-id"]
         constraints = [
+            # Exactly one owner, named by its public code (kept after the owner is deleted).
             models.CheckConstraint(
                 condition=(
-                    models.Q(organization__isnull=False, user__isnull=True)
-                    | models.Q(organization__isnull=True, user__isnull=False)
+                    (~models.Q(org_code="") & models.Q(user_public_id=""))
+                    | (models.Q(org_code="") & ~models.Q(user_public_id=""))
                 ),
-                name="apikeys_apikey_exactly_one_owner",
+                name="apikeys_apikey_exactly_one_owner_code",
+            ),
+            # A link to an owner only of the kind the code names.
+            models.CheckConstraint(
+                condition=(
+                    (models.Q(organization__isnull=True) | ~models.Q(org_code=""))
+                    & (models.Q(user__isnull=True) | ~models.Q(user_public_id=""))
+                ),
+                name="apikeys_apikey_owner_link_matches_code",
+            ),
+            # A key whose owner is gone can only be a revoked one.
+            models.CheckConstraint(
+                condition=(
+                    models.Q(organization__isnull=False)
+                    | models.Q(user__isnull=False)
+                    | models.Q(status="revoked")
+                ),
+                name="apikeys_apikey_ownerless_is_revoked",
             ),
             models.CheckConstraint(
                 condition=models.Q(status__in=["active", "revoked"]),
@@ -321,7 +343,12 @@ class ApiKey(models.Model):
 
     @property
     def type(self) -> str:
-        return self.Type.ORGANIZATION if self.organization_id else self.Type.USER
+        return self.Type.ORGANIZATION if self.org_code else self.Type.USER
+
+    @property
+    def owner_deleted(self) -> bool:
+        """The owner was deleted: the key is revoked and kept, with the owner's code."""
+        return self.organization_id is None and self.user_id is None
 
     @property
     def is_expired(self) -> bool:

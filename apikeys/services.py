@@ -19,7 +19,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -89,7 +89,31 @@ def _audit(
     user_public_id: str = "",
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    return AuditEvent.objects.create(
+    event = _audit_event(
+        actor=actor,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        organization=organization,
+        user_public_id=user_public_id,
+        details=details,
+    )
+    event.save()
+    return event
+
+
+def _audit_event(
+    *,
+    actor: Actor,
+    action: str,
+    target_type: str,
+    target_id: str,
+    organization: Organization | None = None,
+    user_public_id: str = "",
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """An unsaved event (:func:`_audit` saves one; bulk writers save many at once)."""
+    return AuditEvent(
         action=action,
         actor_type=actor.type,
         actor_user=actor.user,
@@ -198,6 +222,7 @@ def api_key_issue(
     chosen = resolve_scopes(api=api, scopes=scopes)
     plaintext = crypto.generate_key()
     with transaction.atomic():
+        _hold_owner(organization or user)
         api_key = ApiKey.objects.create(
             name=name,
             api=api,
@@ -227,6 +252,38 @@ def api_key_issue(
             details={"name": name, "api_id": api.id, "scopes": [s.key for s in chosen]},
         )
     return IssuedKey(api_key=api_key, plaintext=plaintext)
+
+
+def _hold_owner(owner: Any) -> None:
+    """Inside the issuing transaction: make sure the owner still exists, and keep it from
+    being deleted until the key is committed.
+
+    On PostgreSQL a ``FOR KEY SHARE`` lock: it waits for a delete in progress (which holds
+    the row ``FOR UPDATE`` while it revokes the owner's keys) and then finds the row gone, so
+    no key can slip in between that revocation and the delete; concurrent issuers for one
+    owner do not wait for each other. Elsewhere (SQLite) writers are serialized anyway.
+    """
+    # (Not type(owner): the portal passes request.user, a lazy object.)
+    model = Organization if isinstance(owner, Organization) else User
+    connection = connections[DEFAULT_DB_ALIAS]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_key_share_sql(connection, model), [owner.pk])
+            exists = cursor.fetchone() is not None
+    else:
+        exists = model.objects.filter(pk=owner.pk).exists()
+    if not exists:
+        if model is Organization:
+            raise errors.OrganizationNotFound(field="org_code")
+        raise errors.UserNotFound(field="user_id")
+
+
+def _key_share_sql(connection: Any, model: Any) -> str:
+    # Django's select_for_update() offers FOR UPDATE and FOR NO KEY UPDATE, both of which
+    # would make concurrent issuers for one owner wait for each other.
+    table = connection.ops.quote_name(model._meta.db_table)
+    pk = connection.ops.quote_name(model._meta.pk.column)
+    return f"SELECT 1 FROM {table} WHERE {pk} = %s FOR KEY SHARE"
 
 
 def api_key_rotate(*, api_key: ApiKey, grace_seconds: int = 0, actor: Actor) -> IssuedKey:
@@ -652,6 +709,12 @@ def organization_create(*, name: str, code: str | None = None, actor: Actor) -> 
         fields["code"] = _check_pattern(
             code, field="code", pattern=ORG_CODE_PATTERN, what="org_ followed by lowercase letters and digits"
         )
+        if _org_code_was_used(fields["code"]):
+            raise errors.OrganizationCodeTaken(
+                "This code belonged to a deleted organization: its keys and audit history keep "
+                "it, so it cannot name another one.",
+                field="code",
+            )
     try:
         with transaction.atomic():
             organization = Organization.objects.create(**fields)
@@ -666,6 +729,14 @@ def organization_create(*, name: str, code: str | None = None, actor: Actor) -> 
     except IntegrityError as exc:
         raise errors.OrganizationCodeTaken(field="code") from exc
     return organization
+
+
+def _org_code_was_used(code: str) -> bool:
+    """Whether keys or audit events name ``code``: an organization had it, even if deleted."""
+    return (
+        ApiKey.objects.filter(org_code=code).exists()
+        or AuditEvent.objects.filter(org_code=code).exists()
+    )
 
 
 def organization_update(*, organization: Organization, name: str, actor: Actor) -> Organization:
@@ -988,40 +1059,89 @@ def _permission_label(permission: Any) -> str:
     return f"{permission.content_type.app_label}.{permission.codename}"
 
 
-def user_delete(*, user: Any, actor: Actor) -> None:
-    """Delete ``user`` and their memberships; refused while they own API keys.
+def _revoke_owned_keys(
+    keys: QuerySet[ApiKey],
+    *,
+    organization: Organization | None = None,
+    user_public_id: str = "",
+    actor: Actor,
+    reason: str,
+) -> list[str]:
+    """Revoke every active key in ``keys`` (all of one owner), each with its own
+    ``api_key.revoked`` event giving ``reason``; returns the ids revoked. Three statements
+    however many keys: an owner with thousands of keys goes in one short transaction."""
+    ids = list(
+        keys.select_for_update()
+        .filter(status=ApiKey.Status.ACTIVE)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    if ids:
+        ApiKey.objects.filter(pk__in=ids).update(
+            status=ApiKey.Status.REVOKED,
+            revoked_on=timezone.now(),
+            previous_digest=None,
+            previous_expires_at=None,
+        )
+        AuditEvent.objects.bulk_create(
+            _audit_event(
+                actor=actor,
+                action=Action.API_KEY_REVOKED,
+                target_type="api_key",
+                target_id=pk,
+                organization=organization,
+                user_public_id=user_public_id,
+                details={"reason": reason},
+            )
+            for pk in ids
+        )
+    return ids
 
-    Keys are never deleted, so their owner stays (the database protects them too); revoked
-    keys keep their history readable.
-    """
+
+def user_delete(*, user: Any, actor: Actor) -> None:
+    """Delete ``user`` with their memberships and portal links. Their API keys are never
+    deleted: the active ones are revoked first (each audited), and all stay readable with
+    the user's id, as does every audit event that names them."""
     with transaction.atomic():
         locked = User.objects.select_for_update().get(pk=user.pk)
-        if ApiKey.objects.filter(user=locked).exists():
-            raise errors.UserHasApiKeys()
+        revoked = _revoke_owned_keys(
+            ApiKey.objects.filter(user=locked),
+            user_public_id=locked.public_id,
+            actor=actor,
+            reason="user deleted",
+        )
         _audit(
             actor=actor,
             action=Action.USER_DELETED,
             target_type="user",
             target_id=locked.public_id,
             user_public_id=locked.public_id,
-            details={"email": locked.email},
+            details={"email": locked.email, "revoked_api_keys": len(revoked)},
         )
         locked.delete()
 
 
 def organization_delete(*, organization: Organization, actor: Actor) -> None:
-    """Delete ``organization`` and its memberships; refused while it owns API keys."""
+    """Delete ``organization`` with its memberships and portal links. Its API keys are never
+    deleted: the active ones are revoked first (each audited), and all stay readable with
+    the organization's code, which no new organization can take."""
     with transaction.atomic():
+        # Locking the row also holds back a key being issued for it at the same moment (its
+        # insert waits on the row, then fails): no key slips in between revoke and delete.
         locked = Organization.objects.select_for_update().get(pk=organization.pk)
-        if ApiKey.objects.filter(organization=locked).exists():
-            raise errors.OrganizationHasApiKeys()
+        revoked = _revoke_owned_keys(
+            ApiKey.objects.filter(organization=locked),
+            organization=locked,
+            actor=actor,
+            reason="organization deleted",
+        )
         _audit(
             actor=actor,
             action=Action.ORGANIZATION_DELETED,
             target_type="organization",
             target_id=locked.code,
             organization=locked,
-            details={"name": locked.name},
+            details={"name": locked.name, "revoked_api_keys": len(revoked)},
         )
         locked.delete()
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.db import models
 from django.db.models import QuerySet
@@ -75,13 +76,24 @@ class KeyOwnerAdmin(ServiceModelAdmin):
         extra_context = {**(extra_context or {}), "can_issue_keys": _can_issue_keys(self, request)}
         return super().change_view(request, object_id, form_url, extra_context)
 
-    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple[Any, Any, Any, Any]:
-        to_delete, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
-        # An owner's keys are protected by the database (keys are never deleted). Django
-        # would report them as "no permission to delete API keys", as if a permission could
-        # help; list them as the protected objects they are.
-        perms_needed.discard(ApiKey._meta.verbose_name)
-        return to_delete, counts, perms_needed, protected
+    # The owner's field on ApiKey ("organization" / "user") and its public code's attribute.
+    key_owner_field = ""
+    owner_code_attribute = ""
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # The confirmation says what happens to the owner's keys: revoked, never deleted.
+        obj = self.get_object(request, unquote(object_id))
+        if obj is not None and self.has_delete_permission(request, obj):
+            keys = ApiKey.objects.filter(**{self.key_owner_field: obj})
+            extra_context = {
+                **(extra_context or {}),
+                "owned_keys": keys.count(),
+                "active_owned_keys": keys.filter(status=ApiKey.Status.ACTIVE).count(),
+                "owner_code": getattr(obj, self.owner_code_attribute),
+            }
+        return super().delete_view(request, object_id, extra_context)
 
 
 # --------------------------------------------------------------------------- memberships
@@ -173,6 +185,7 @@ def save_memberships(
 
 @admin.register(Organization)
 class OrganizationAdmin(KeyOwnerAdmin):
+    key_owner_field, owner_code_attribute = "organization", "code"
     list_display = ("name", "code", "created_on")
     search_fields = ("name", "=code")
     search_help_text = "Name, or the exact organization code (org_…)."
@@ -219,6 +232,7 @@ class OrganizationAdmin(KeyOwnerAdmin):
 
 @admin.register(User)
 class UserAdmin(KeyOwnerAdmin):
+    key_owner_field, owner_code_attribute = "user", "public_id"
     list_display = ("email", "full_name", "public_id", "is_staff", "is_active", "date_joined")
     list_filter = ("is_staff", "is_superuser", "is_active")
     search_fields = ("email", "first_name", "last_name", "username", "=public_id")

@@ -102,9 +102,9 @@ class OwnerTypeFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> QuerySet[ApiKey]:
         if self.value() == ApiKey.Type.ORGANIZATION:
-            return queryset.filter(organization__isnull=False)
+            return queryset.exclude(org_code="")
         if self.value() == ApiKey.Type.USER:
-            return queryset.filter(user__isnull=False)
+            return queryset.exclude(user_public_id="")
         return queryset
 
 
@@ -233,6 +233,10 @@ class ApiKeyAdmin(ServiceModelAdmin):
 
     @admin.display(description="owner")
     def owner(self, obj: ApiKey) -> str:
+        if obj.owner_deleted:
+            return format_html(
+                'deleted {}<br><span class="apikeys-code">{}</span>', obj.type, obj.owner_code
+            )
         if obj.organization_id:
             url = reverse("admin:apikeys_organization_change", args=[quote(obj.organization_id)])
             return format_html(
@@ -608,6 +612,8 @@ class ApiKeyAdmin(ServiceModelAdmin):
 
     @staticmethod
     def _owner_label(api_key: ApiKey) -> str:
+        if api_key.owner_deleted:
+            return f"deleted {api_key.type} ({api_key.owner_code})"
         if api_key.organization_id:
             return f"{api_key.organization.name} ({api_key.org_code})"
         return f"{api_key.user} ({api_key.user_public_id})"

@@ -190,9 +190,9 @@ class ApiKeysApi(ManagementApiView):
         keys = ApiKey.objects.defer("digest", "previous_digest", "previous_expires_at")
         key_type = _filter_value(request, "key_type", ("organization", "user"))
         if key_type == "organization":
-            keys = keys.filter(organization__isnull=False)
+            keys = keys.exclude(org_code="")
         elif key_type == "user":
-            keys = keys.filter(user__isnull=False)
+            keys = keys.exclude(user_public_id="")
         status = _filter_value(request, "status", ("active", "revoked", "expired"))
         now = timezone.now()
         if status == "revoked":

@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 
 from apikeys import services
-from apikeys.models import AuditEvent, Membership, Organization, Role, SystemPermission
+from apikeys.models import ApiKey, AuditEvent, Membership, Organization, Role, SystemPermission
 from tests.admin.helpers import admin_url
 from tests.factories import MembershipFactory, OrganizationFactory, RoleFactory, UserFactory
 
@@ -200,12 +200,32 @@ def test_an_organization_without_keys_is_deleted_through_the_service(
     assert [e.org_code for e in events(Action.ORGANIZATION_CREATED)] == [organization.code]
 
 
-def test_an_organization_with_keys_is_not_deleted(admin_client, issued_key, organization):
+def test_deleting_an_organization_with_keys_revokes_them_and_keeps_them(
+    admin_client, admin_user, issued_key, organization
+):
+    page = admin_client.get(admin_url("organization_delete", organization.pk)).content.decode()
+    # The confirmation says what happens to the keys, which are not among what is deleted.
+    assert "1 API key belongs to it and will not be deleted" in page
+    assert "the 1 active one will be revoked at once" in page and organization.code in page
+    assert issued_key.api_key.name not in page
+
     response = admin_client.post(admin_url("organization_delete", organization.pk), {"post": "yes"})
-    assert Organization.objects.filter(pk=organization.pk).exists()
-    assert not events(Action.ORGANIZATION_DELETED)
-    # Django's confirmation page names the protected keys instead of deleting.
-    assert issued_key.api_key.name in response.content.decode()
+    assert response.status_code == HTTPStatus.FOUND
+    assert not Organization.objects.filter(pk=organization.pk).exists()
+    key = ApiKey.objects.get(pk=issued_key.api_key.pk)
+    assert (key.status, key.org_code, key.organization_id) == ("revoked", organization.code, None)
+    [revoked] = events(Action.API_KEY_REVOKED)
+    assert (revoked.target_id, revoked.details) == (key.id, {"reason": "organization deleted"})
+    assert_by_admin(revoked, admin_user)
+    [deleted] = events(Action.ORGANIZATION_DELETED)
+    assert deleted.details["revoked_api_keys"] == 1
+    assert_by_admin(deleted, admin_user)
+
+    # The key list still shows it, with the deleted owner's code.
+    listing = admin_client.get(admin_url("apikey_changelist")).content.decode()
+    assert key.name in listing and "deleted organization" in listing
+    detail = admin_client.get(admin_url("apikey_change", key.pk))
+    assert detail.status_code == HTTPStatus.OK and organization.code in detail.content.decode()
 
 
 # --------------------------------------------------------------------------- users
@@ -318,19 +338,36 @@ def test_the_user_page_shows_memberships_and_keys(admin_client, user_key, user, 
     assert user_key.api_key.digest not in html
 
 
-def test_a_user_who_owns_keys_is_not_deleted_but_one_without_is(
-    admin_client, admin_user, user_key, user
-):
+def test_deleting_users_revokes_and_keeps_their_keys(admin_client, admin_user, user_key, user):
+    page = admin_client.get(admin_url("user_delete", user.pk)).content.decode()
+    assert "1 API key belongs to it" in page and user.public_id in page
     admin_client.post(admin_url("user_delete", user.pk), {"post": "yes"})
-    assert User.objects.filter(pk=user.pk).exists()
+    assert not User.objects.filter(pk=user.pk).exists()
+    key = ApiKey.objects.get(pk=user_key.api_key.pk)
+    assert (key.status, key.user_public_id, key.user_id) == ("revoked", user.public_id, None)
 
     other = UserFactory()
+    page = admin_client.get(admin_url("user_delete", other.pk)).content.decode()
+    assert "It owns no API keys." in page
     response = admin_client.post(admin_url("user_delete", other.pk), {"post": "yes"})
     assert response.status_code == HTTPStatus.FOUND
     assert not User.objects.filter(pk=other.pk).exists()
-    [event] = events(Action.USER_DELETED)
-    assert event.target_id == other.public_id
-    assert_by_admin(event, admin_user)
+    deleted = events(Action.USER_DELETED)
+    assert [e.target_id for e in deleted] == [user.public_id, other.public_id]
+    assert [e.details["revoked_api_keys"] for e in deleted] == [1, 0]
+    for event in deleted + events(Action.API_KEY_REVOKED):
+        assert_by_admin(event, admin_user)
+
+
+def test_the_bulk_delete_of_owners_says_keys_are_revoked_and_kept(
+    admin_client, issued_key, organization
+):
+    data = {"action": "delete_selected", "_selected_action": [organization.pk]}
+    page = admin_client.post(admin_url("organization_changelist"), data).content.decode()
+    assert "API keys are never deleted" in page
+    admin_client.post(admin_url("organization_changelist"), {**data, "post": "yes"})
+    assert not Organization.objects.filter(pk=organization.pk).exists()
+    assert ApiKey.objects.get(pk=issued_key.api_key.pk).status == "revoked"
 
 
 # --------------------------------------------------------------------------- roles

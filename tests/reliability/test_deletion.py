@@ -1,23 +1,28 @@
 """Deleting never destroys keys or audit history.
 
-The foreign keys from ``ApiKey`` to its owner (``Organization`` / ``User``) are
-``PROTECT``: the database itself refuses to delete an owner that still has keys, whatever
-the door (ORM, admin, service), so no cascade can take keys with it. The services say why
-(a coded error) and change nothing. An owner without keys can go, and every audit event
-that mentions it stays, with its public code and the actor's name kept as text. Deleting
-an API, a scope or an M2M application keeps the keys they touched readable.
+Deleting an organization or a user revokes its active keys first (each revocation audited,
+giving the reason), then deletes the owner: its keys stay, revoked, under the owner's public
+code, which no new organization can take. The database itself refuses an active key
+without an owner (``apikeys_apikey_ownerless_is_revoked``), whatever the door, so no
+cascade can leave a working key behind. Every audit event that mentions the owner stays.
+Deleting an API, a scope or an M2M application keeps the keys they touched readable.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+from http import HTTPStatus
 from typing import Any
 
 import pytest
-from django.db.models import ProtectedError
+from django.db import IntegrityError, transaction
 
 from apikeys import exceptions, services
 from apikeys.models import ApiKey, AuditEvent, Organization
-from tests.factories import UserFactory
+from tests.api.conftest import make_client  # noqa: F401  (a fixture)
+from tests.factories import OrganizationFactory, UserFactory
+from tests.servers import PYTHON, ROOT, Cluster, production_env
 
 pytestmark = pytest.mark.django_db
 
@@ -31,35 +36,170 @@ def snapshot() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     return keys, events
 
 
-@pytest.mark.parametrize("owner_kind", ["organization", "user"])
-def test_the_database_refuses_to_delete_an_owner_that_has_keys(
-    issued_key: services.IssuedKey, user_key: services.IssuedKey, owner_kind: str
-) -> None:
-    owner = (
-        issued_key.api_key.organization if owner_kind == "organization" else user_key.api_key.user
+def history() -> list[tuple[Any, ...]]:
+    """Every audit event as recorded: all but the links to rows that may go (an event's
+    organization, acting user or application), which the codes and labels stand for."""
+    links = {"organization", "actor_user", "actor_application"}
+    fields = [f.attname for f in AuditEvent._meta.concrete_fields if f.name not in links]
+    return list(AuditEvent.objects.order_by("pk").values_list(*fields))
+
+
+def make_owner(kind: str) -> tuple[Any, dict[str, Any]]:
+    owner = OrganizationFactory() if kind == "organization" else UserFactory()
+    return owner, {kind: owner}
+
+
+@pytest.mark.parametrize("kind", ["organization", "user"])
+def test_deleting_an_owner_revokes_its_keys_and_keeps_them(api: Any, kind: str) -> None:
+    owner, owned = make_owner(kind)
+    active = services.api_key_issue(name="Active", api=api, actor=SYSTEM, **owned)
+    rotating = services.api_key_issue(name="Rotating", api=api, actor=SYSTEM, **owned)
+    old_secret = rotating.plaintext
+    rotating = services.api_key_rotate(api_key=rotating.api_key, grace_seconds=3600, actor=SYSTEM)
+    revoked = services.api_key_issue(name="Revoked", api=api, actor=SYSTEM, **owned)
+    services.api_key_revoke(api_key=revoked.api_key, actor=SYSTEM)
+    revoked_on = ApiKey.objects.get(pk=revoked.api_key.pk).revoked_on
+    other_owner, other_owned = make_owner(kind)
+    bystander = services.api_key_issue(name="Someone else's", api=api, actor=SYSTEM, **other_owned)
+    code = owner.code if kind == "organization" else owner.public_id
+    events_before = history()
+    assert services.api_key_verify(key=old_secret).is_valid  # in its grace period
+
+    delete = services.organization_delete if kind == "organization" else services.user_delete
+    delete(**{kind: owner}, actor=SYSTEM)
+
+    assert not type(owner).objects.filter(pk=owner.pk).exists()
+    keys = {k.pk: k for k in ApiKey.objects.filter(pk__in=[active.api_key.pk, rotating.api_key.pk, revoked.api_key.pk])}
+    assert len(keys) == 3  # nothing deleted
+    for key in keys.values():
+        assert key.status == "revoked" and key.owner_deleted and key.owner_code == code
+        assert key.type == kind and key.previous_digest is None
+    assert keys[revoked.api_key.pk].revoked_on == revoked_on  # already revoked: untouched
+    for plaintext in (active.plaintext, rotating.plaintext):
+        assert services.api_key_verify(key=plaintext).code == "API_KEY_REVOKED"
+    assert services.api_key_verify(key=old_secret).code == "API_KEY_INVALID"
+    assert services.api_key_verify(key=bystander.plaintext).is_valid
+    assert ApiKey.objects.get(pk=bystander.api_key.pk).owner_code != code
+
+    # Nothing in the history changed; one revocation per key that was active, then the
+    # deletion, which counts them.
+    assert history()[: len(events_before)] == events_before
+    added = list(AuditEvent.objects.order_by("pk")[len(events_before) :])
+    revocations, [deletion] = added[:-1], added[-1:]
+    assert sorted(e.target_id for e in revocations) == sorted(
+        [active.api_key.pk, rotating.api_key.pk]
     )
-    services.api_key_revoke(api_key=issued_key.api_key, actor=SYSTEM)  # revoked keys too
+    for event in revocations:
+        assert event.action == "api_key.revoked" and event.details == {"reason": f"{kind} deleted"}
+        assert (event.org_code or event.user_public_id) == code
+    assert deletion.action == f"{kind}.deleted" and deletion.details["revoked_api_keys"] == 2
+    assert AuditEvent.objects.filter(target_id=active.api_key.pk).count() == 2  # issued, revoked
+
+
+@pytest.mark.parametrize("kind", ["organization", "user"])
+def test_the_database_refuses_an_active_key_without_an_owner(api: Any, kind: str) -> None:
+    owner, owned = make_owner(kind)
+    key = services.api_key_issue(name="Active", api=api, actor=SYSTEM, **owned).api_key
     before = snapshot()
-    with pytest.raises(ProtectedError):
+    # Past the services (a shell, a script): the ORM's delete would unlink the active key.
+    with pytest.raises(IntegrityError), transaction.atomic():
         owner.delete()
     assert snapshot() == before
     assert type(owner).objects.filter(pk=owner.pk).exists()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ApiKey.objects.filter(pk=key.pk).update(organization=None, user=None)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ApiKey.objects.filter(pk=key.pk).update(org_code="", user_public_id="")  # no owner code
+    # A revoked key may outlive its owner; it keeps the owner's code.
+    services.api_key_revoke(api_key=key, actor=SYSTEM)
+    owner.delete()
+    key.refresh_from_db()
+    assert key.owner_deleted and key.status == "revoked" and key.owner_code
 
 
-def test_the_services_refuse_to_delete_an_owner_that_has_keys_with_a_code(
-    issued_key: services.IssuedKey, user_key: services.IssuedKey
+def test_a_deleted_organizations_code_names_no_new_organization(
+    issued_key: services.IssuedKey, make_client: Any
 ) -> None:
+    organization = issued_key.api_key.organization
+    code = organization.code
+    services.organization_delete(organization=organization, actor=SYSTEM)
+    with pytest.raises(exceptions.OrganizationCodeTaken) as refused:
+        services.organization_create(name="Impostor", code=code, actor=SYSTEM)
+    assert "deleted organization" in refused.value.message
+    response = make_client(["create:organizations"]).post(
+        "/api/v1/organization", {"name": "Impostor", "code": code}, format="json"
+    )
+    assert response.status_code == HTTPStatus.CONFLICT
+    assert response.json()["errors"][0]["code"] == "ORGANIZATION_CODE_TAKEN"
+    assert not Organization.objects.filter(code=code).exists()
+    # A code no organization ever had is still free.
+    services.organization_create(name="Fresh", code="org_neverused1", actor=SYSTEM)
+
+
+def test_the_keys_of_a_deleted_owner_stay_readable_over_the_api(
+    issued_key: services.IssuedKey, make_client: Any
+) -> None:
+    key = issued_key.api_key
+    services.organization_delete(organization=key.organization, actor=SYSTEM)
+    client = make_client(["read:api_keys", "verify:api_keys"])
+    got = client.get(f"/api/v1/api_keys/{key.id}").json()["api_key"]
+    assert (got["status"], got["org_code"], got["type"]) == ("revoked", key.org_code, "organization")
+    listed = client.get("/api/v1/api_keys", {"org_code": key.org_code}).json()["api_keys"]
+    assert [k["id"] for k in listed] == [key.id]
+    listed = client.get("/api/v1/api_keys", {"key_type": "organization"}).json()["api_keys"]
+    assert [k["id"] for k in listed] == [key.id]
+    verified = client.post(
+        "/api/v1/api_keys/verify", {"api_key": issued_key.plaintext}, format="json"
+    ).json()
+    assert (verified["is_valid"], verified["code"]) == (False, "API_KEY_REVOKED")
+
+
+@pytest.mark.parametrize("kind", ["organization", "user"])
+def test_issuing_for_an_owner_deleted_meanwhile_is_refused_with_a_code(api: Any, kind: str) -> None:
+    owner, owned = make_owner(kind)
+    stale = type(owner).objects.get(pk=owner.pk)  # looked up by a request, before the delete
+    delete = services.organization_delete if kind == "organization" else services.user_delete
+    delete(**{kind: owner}, actor=SYSTEM)
     before = snapshot()
-    with pytest.raises(exceptions.ApiKeysError) as refused_org:
-        services.organization_delete(organization=issued_key.api_key.organization, actor=SYSTEM)
-    with pytest.raises(exceptions.ApiKeysError) as refused_user:
-        services.user_delete(user=user_key.api_key.user, actor=SYSTEM)
-    assert refused_org.value.code == "ORGANIZATION_HAS_API_KEYS"
-    assert refused_user.value.code == "USER_HAS_API_KEYS"
+    with pytest.raises(exceptions.NotFound) as refused:
+        services.api_key_issue(name="Late", api=api, actor=SYSTEM, **{kind: stale})
+    assert refused.value.code == f"{kind.upper()}_NOT_FOUND"
     assert snapshot() == before
-    # The keys still verify: nothing about them changed.
-    assert services.api_key_verify(key=issued_key.plaintext).is_valid
-    assert services.api_key_verify(key=user_key.plaintext).is_valid
+
+
+@pytest.mark.servers
+@pytest.mark.xdist_group("servers")
+def test_a_delete_and_an_issue_at_once_never_leave_an_active_key_on_postgresql(
+    cluster: Cluster,
+) -> None:
+    """Two real connections to a throwaway PostgreSQL (tests/reliability/owner_race.py)."""
+    result = subprocess.run(
+        [PYTHON, "-m", "tests.reliability.owner_race"],
+        env=production_env(DATABASE_URL=cluster.fresh_database()),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    observed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert observed["delete_first"] == {
+        "delete": "ok",
+        "issue_waited": True,
+        "issue": "ORGANIZATION_NOT_FOUND",
+        "organization_exists": False,
+        "keys": 1,
+        "active_keys": 0,
+    }
+    assert observed["issue_first"] == {
+        "issue": "ok",
+        "delete_waited": True,
+        "delete": "ok",
+        "key_status": "revoked",
+        "key_org_code_kept": True,
+        "revoked_events": 1,
+    }
 
 
 def test_deleting_an_owner_without_keys_keeps_every_audit_event_that_mentions_it(

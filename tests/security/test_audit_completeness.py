@@ -517,6 +517,30 @@ def test_every_change_through_every_door_records_one_event_with_its_actor(
     assert event.target_id
 
 
+@pytest.mark.parametrize("kind", ["organization", "user"])
+def test_deleting_an_owner_records_one_revocation_per_active_key_then_the_deletion(
+    doors: Doors, kind: str
+) -> None:
+    """One deletion changes several things: each of the owner's active keys is revoked
+    (one event each, by the same actor), then the owner goes (one event)."""
+    owner = (
+        services.organization_create(name="Leaving", actor=SYSTEM)
+        if kind == "organization"
+        else UserFactory()
+    )
+    active = [doors.fresh_key(**{kind: owner}) for _ in range(3)]
+    services.api_key_revoke(api_key=doors.fresh_key(**{kind: owner}), actor=SYSTEM)
+    before = set(AuditEvent.objects.values_list("pk", flat=True))
+
+    ok(doors.admin.post(f"/admin/apikeys/{kind}/{owner.pk}/delete/", {"post": "yes"}), 302)
+
+    new = list(AuditEvent.objects.exclude(pk__in=before).order_by("pk"))
+    assert [e.action for e in new] == [Action.API_KEY_REVOKED] * 3 + [f"{kind}.deleted"]
+    assert sorted(e.target_id for e in new[:3]) == sorted(k.pk for k in active)
+    for event in new:
+        assert (event.actor_type, event.actor_user_id) == ("user", doors.admin_user.pk)
+
+
 def test_every_action_of_the_audit_trail_is_reached_through_some_door() -> None:
     reached = {action for _, action, _ in OPERATIONS}
     assert reached == set(Action.values), set(Action.values) - reached
