@@ -95,6 +95,11 @@ class OrganizationCodeTaken(Conflict):
     default_message = "An organization with this code already exists."
 
 
+class GroupNameTaken(Conflict):
+    code = "GROUP_NAME_TAKEN"
+    default_message = "A staff group with this name already exists."
+
+
 class EmailTaken(Conflict):
     code = "EMAIL_TAKEN"
     default_message = "A user with this email already exists."

@@ -461,6 +461,9 @@ class AuditEvent(models.Model):
         PORTAL_LINK_CREATED = "portal_link.created"
         PORTAL_LINK_USED = "portal_link.used"
         SELF_SERVE_SETTINGS_CHANGED = "self_serve_settings.changed"
+        STAFF_GROUP_CREATED = "staff_group.created"
+        STAFF_GROUP_UPDATED = "staff_group.updated"
+        STAFF_GROUP_DELETED = "staff_group.deleted"
 
     class ActorType(models.TextChoices):
         USER = "user", "Person"

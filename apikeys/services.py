@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
@@ -1142,6 +1143,76 @@ def organization_delete(*, organization: Organization, actor: Actor) -> None:
             target_id=locked.code,
             organization=locked,
             details={"name": locked.name, "revoked_api_keys": len(revoked)},
+        )
+        locked.delete()
+
+
+# --------------------------------------------------------------------------- staff groups
+# Django's auth groups: bundles of admin permissions for platform staff. Who may issue,
+# rotate or revoke keys in the admin is decided here, so every change is audited.
+
+
+def staff_group_create(*, name: str, permissions: Iterable[Any] = (), actor: Actor) -> Any:
+    name = _check_text(name, field="name", max_length=150)
+    chosen = list(permissions)
+    try:
+        with transaction.atomic():
+            group = Group.objects.create(name=name)
+            group.permissions.set(chosen)
+            _audit(
+                actor=actor,
+                action=Action.STAFF_GROUP_CREATED,
+                target_type="staff_group",
+                target_id=str(group.pk),
+                details={"name": name, "permissions": sorted(_permission_label(p) for p in chosen)},
+            )
+    except IntegrityError as exc:
+        raise errors.GroupNameTaken(field="name") from exc
+    return group
+
+
+def staff_group_update(
+    *, group: Any, name: str | None = None, permissions: Iterable[Any] | None = None, actor: Actor
+) -> Any:
+    """Rename a staff group and/or replace its permissions (``None`` leaves a value as is):
+    one ``staff_group.updated`` event naming what changed, or none when nothing did."""
+    name = None if name is None else _check_text(name, field="name", max_length=150)
+    changed: dict[str, Any] = {}
+    try:
+        with transaction.atomic():
+            locked = Group.objects.select_for_update().get(pk=group.pk)
+            if name is not None and name != locked.name:
+                locked.name = name
+                locked.save(update_fields=["name"])
+                changed["name"] = name
+            if permissions is not None:
+                wanted = list(permissions)
+                if {p.pk for p in wanted} != set(locked.permissions.values_list("pk", flat=True)):
+                    locked.permissions.set(wanted)
+                    changed["permissions"] = sorted(_permission_label(p) for p in wanted)
+            if changed:
+                _audit(
+                    actor=actor,
+                    action=Action.STAFF_GROUP_UPDATED,
+                    target_type="staff_group",
+                    target_id=str(locked.pk),
+                    details=changed,
+                )
+    except IntegrityError as exc:
+        raise errors.GroupNameTaken(field="name") from exc
+    return locked
+
+
+def staff_group_delete(*, group: Any, actor: Actor) -> None:
+    """Delete a staff group: its members keep their accounts and lose what it granted."""
+    with transaction.atomic():
+        locked = Group.objects.select_for_update().get(pk=group.pk)
+        _audit(
+            actor=actor,
+            action=Action.STAFF_GROUP_DELETED,
+            target_type="staff_group",
+            target_id=str(locked.pk),
+            details={"name": locked.name, "members": locked.user_set.count()},
         )
         locked.delete()
 

@@ -5,6 +5,7 @@
 - ``directory``: organizations, users, memberships, roles, system permissions.
 - ``apis``: APIs with their scopes.
 - ``applications``: M2M applications and their granted Management API scopes.
+- ``staff``: Django's auth groups (bundles of admin permissions for platform staff).
 - ``audit``: the audit trail, read-only.
 """
 
@@ -12,7 +13,14 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from apikeys.admin import apis, applications, audit, directory, keys  # noqa: F401  (registers)
+from apikeys.admin import (  # noqa: F401  (registers)
+    apis,
+    applications,
+    audit,
+    directory,
+    keys,
+    staff,
+)
 
 admin.site.site_header = "API keys administration"
 admin.site.site_title = "API keys admin"

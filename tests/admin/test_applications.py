@@ -103,6 +103,9 @@ def test_access_tokens_are_read_only_and_other_oauth_models_are_hidden(admin_cli
         admin_client.post(url, {"scope": "read:apis create:apis"}).status_code
         == HTTPStatus.FORBIDDEN
     )
+    delete = reverse("admin:oauth2_provider_accesstoken_delete", args=[token.pk])
+    assert admin_client.post(delete, {"post": "yes"}).status_code == HTTPStatus.FORBIDDEN
+    assert get_access_token_model().objects.filter(pk=token.pk).exists()
     index = admin_client.get(reverse("admin:index")).content.decode()
     for hidden in ("grant", "idtoken", "refreshtoken"):
         assert f"/admin/oauth2_provider/{hidden}/" not in index

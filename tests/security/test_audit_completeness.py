@@ -320,6 +320,34 @@ def _admin_self_serve(d: Doors) -> Callable[[], Any]:
     return lambda: ok(d.admin.post(f"/admin/portal/selfservesettings/{row.pk}/change/", data), 302)
 
 
+def _permission(codename: str) -> Any:
+    from django.contrib.auth.models import Permission
+
+    return Permission.objects.get(content_type__app_label="apikeys", codename=codename)
+
+
+def _staff_group(d: Doors) -> Any:
+    return services.staff_group_create(
+        name="Key auditors", permissions=[_permission("view_apikey")], actor=SYSTEM
+    )
+
+
+def _admin_staff_group_create(d: Doors) -> Callable[[], Any]:
+    data = {"name": "Key issuers", "permissions": [_permission("add_apikey").pk]}
+    return lambda: ok(d.admin.post("/admin/auth/group/add/", data), 302)
+
+
+def _admin_staff_group_update(d: Doors) -> Callable[[], Any]:
+    group = _staff_group(d)
+    data = {"name": group.name, "permissions": [_permission("change_apikey").pk]}
+    return lambda: ok(d.admin.post(f"/admin/auth/group/{group.pk}/change/", data), 302)
+
+
+def _admin_staff_group_delete(d: Doors) -> Callable[[], Any]:
+    group = _staff_group(d)
+    return lambda: ok(d.admin.post(f"/admin/auth/group/{group.pk}/delete/", {"post": "yes"}), 302)
+
+
 def _command_createm2mapp(d: Doors) -> Callable[[], Any]:
     return lambda: json.loads(_call("createm2mapp", "Cron job", "--scope", "read:apis"))
 
@@ -480,6 +508,9 @@ OPERATIONS: list[tuple[str, str, Prepare]] = [
     ("admin", Action.APPLICATION_UPDATED, _admin_app_rename),
     ("admin", Action.APPLICATION_DELETED, _admin_app_delete),
     ("admin", Action.SELF_SERVE_SETTINGS_CHANGED, _admin_self_serve),
+    ("admin", Action.STAFF_GROUP_CREATED, _admin_staff_group_create),
+    ("admin", Action.STAFF_GROUP_UPDATED, _admin_staff_group_update),
+    ("admin", Action.STAFF_GROUP_DELETED, _admin_staff_group_delete),
     # Management commands: the system.
     ("command", Action.APPLICATION_CREATED, _command_createm2mapp),
     ("command", Action.PORTAL_LINK_CREATED, _command_portallink),
