@@ -460,6 +460,7 @@ class AuditEvent(models.Model):
         APPLICATION_DELETED = "application.deleted"
         PORTAL_LINK_CREATED = "portal_link.created"
         PORTAL_LINK_USED = "portal_link.used"
+        PORTAL_LINKS_PURGED = "portal_link.purged"
         SELF_SERVE_SETTINGS_CHANGED = "self_serve_settings.changed"
         STAFF_GROUP_CREATED = "staff_group.created"
         STAFF_GROUP_UPDATED = "staff_group.updated"

@@ -125,6 +125,8 @@ class PortalLink(models.Model):
     class Meta:
         verbose_name = "portal link"
         ordering = ["-created_on", "-id"]
+        # For clearportallinks, which deletes the links that expired long ago.
+        indexes = [models.Index(fields=["expires_at"], name="portal_link_expires_at")]
 
     def __str__(self) -> str:
         # Never the digest: it is what a link is looked up by.

@@ -117,6 +117,32 @@ def portal_link_create(
     return base + reverse("portal:link", kwargs={"token": token})
 
 
+def portal_links_purge(*, expired_for: timedelta, actor: Actor) -> int:
+    """Delete the portal links that expired more than ``expired_for`` ago (used or not)
+    and return how many went; one ``portal_link.purged`` event records a purge that
+    deleted any.
+
+    Such a link can sign nobody in; its creation and use stay in the audit trail. Until it
+    is purged, a click on it says "used" or "expired"; afterwards, "not valid".
+    """
+    if expired_for < timedelta(0):
+        raise errors.ValidationFailed(
+            "The age must not be negative.", code="INVALID_FIELD", field="expired_for"
+        )
+    cutoff = timezone.now() - expired_for
+    with transaction.atomic():
+        deleted, _ = PortalLink.objects.filter(expires_at__lt=cutoff).delete()
+        if deleted:
+            audit_event_record(
+                actor=actor,
+                action=AuditEvent.Action.PORTAL_LINKS_PURGED,
+                target_type="portal_link",
+                target_id="expired",
+                details={"deleted": deleted, "expired_before": cutoff.isoformat()},
+            )
+    return deleted
+
+
 @dataclass(frozen=True)
 class RedeemedLink:
     """A portal link just used: whom to sign in, and where to take them."""

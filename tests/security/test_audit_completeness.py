@@ -356,6 +356,18 @@ def _command_portallink(d: Doors) -> Callable[[], Any]:
     return lambda: _call("portallink", d.world.user.email, "--base-url", "https://keys.example.com")
 
 
+def _command_clearportallinks(d: Doors) -> Callable[[], Any]:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from portal.models import PortalLink
+
+    _call("portallink", d.world.user.email, "--base-url", "https://keys.example.com")
+    PortalLink.objects.update(expires_at=timezone.now() - timedelta(days=8))
+    return lambda: _call("clearportallinks")
+
+
 def _call(*args: str) -> str:
     out = io.StringIO()
     call_command(*args, stdout=out)
@@ -514,6 +526,7 @@ OPERATIONS: list[tuple[str, str, Prepare]] = [
     # Management commands: the system.
     ("command", Action.APPLICATION_CREATED, _command_createm2mapp),
     ("command", Action.PORTAL_LINK_CREATED, _command_portallink),
+    ("command", Action.PORTAL_LINKS_PURGED, _command_clearportallinks),
 ]
 
 
