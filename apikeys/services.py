@@ -848,6 +848,10 @@ def membership_add(
     """Add ``user`` to ``organization`` with ``roles``; for a member, set their roles."""
     roles = list(roles)
     with transaction.atomic():
+        # An organization or user being deleted meanwhile: wait for it, then refuse by name
+        # (not with the foreign-key violation the insert would meet).
+        _hold_owner(organization)
+        _hold_owner(user)
         membership, created = Membership.objects.get_or_create(organization=organization, user=user)
         membership.roles.set(roles)
         _audit(

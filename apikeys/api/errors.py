@@ -13,7 +13,7 @@ import re
 from http import HTTPStatus
 from typing import Any
 
-from django.db import InterfaceError, OperationalError
+from django.db import IntegrityError, InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -150,6 +150,15 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         status = HTTPStatus.SERVICE_UNAVAILABLE
         errors = [entry("SERVICE_UNAVAILABLE", "The service is temporarily unavailable.")]
         headers = {"Retry-After": "5"}
+    elif isinstance(exc, IntegrityError):
+        # A constraint the services check first, broken by a concurrent change between the
+        # check and the write (the services name the races they know). Its message can
+        # quote column values: only the type is logged.
+        logger.warning("Write refused by a database constraint: %s", type(exc).__name__)
+        status = HTTPStatus.CONFLICT
+        errors = [
+            entry("CONFLICT", "The request conflicted with a concurrent change; retry it.")
+        ]
     else:
         logger.exception("Unexpected error in the Management API")
         status = HTTPStatus.INTERNAL_SERVER_ERROR

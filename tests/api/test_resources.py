@@ -306,3 +306,23 @@ def test_generate_portal_url_errors(client_all, user, change, code):
     response = client_all.post("/api/v1/portal/generate_url", body, format="json")
     assert response.status_code == HTTPStatus.BAD_REQUEST, response.content
     assert error_codes(response) == [code]
+
+
+def test_a_constraint_broken_by_a_concurrent_change_is_409_and_never_quotes_the_row(
+    client_all, monkeypatch, caplog
+):
+    """What a service could not foresee (a concurrent write between its check and its own)
+    is a 409 that says to retry, not a 500; the database's message, which quotes column
+    values, reaches neither the caller nor the log."""
+    from django.db import IntegrityError
+
+    leaked = "Key (audience)=(https://orders-7c1f) already exists"
+
+    def clash(**_: object) -> None:
+        raise IntegrityError(f"duplicate key value violates unique constraint. DETAIL: {leaked}")
+
+    monkeypatch.setattr(services, "api_create", clash)
+    response = client_all.post("/api/v1/apis", {"name": "Orders", "audience": "https://orders"}, format="json")
+    assert response.status_code == HTTPStatus.CONFLICT and error_codes(response) == ["CONFLICT"]
+    assert "orders-7c1f" not in response.content.decode()
+    assert "orders-7c1f" not in caplog.text and "IntegrityError" in caplog.text

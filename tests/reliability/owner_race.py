@@ -10,6 +10,9 @@ Two orders, each with two threads (so two database connections):
   refuse with ``ORGANIZATION_NOT_FOUND``: no key may slip in after the revocation.
 - ``issue_first``: a key has been issued but not committed yet; the organization is deleted
   meanwhile. The delete must wait for the issue, then revoke that key too.
+- ``member_during_delete``: as ``delete_first``, with a member being added instead of a key
+  issued: the add must wait, then refuse with ``ORGANIZATION_NOT_FOUND`` (not the
+  foreign-key violation its insert would meet).
 """
 
 from __future__ import annotations
@@ -130,6 +133,41 @@ def issue_first(api: Any, actor: Any) -> dict[str, Any]:
     }
 
 
+def member_during_delete(api: Any, actor: Any) -> dict[str, Any]:
+    from django.contrib.auth import get_user_model
+
+    from apikeys import services
+    from apikeys.models import Membership
+
+    organization = services.organization_create(name="Closing", actor=actor)
+    person = get_user_model().objects.create_user(
+        username="late@example.com", email="late@example.com"
+    )
+    started, release = threading.Event(), threading.Event()
+    deleter, deleted = _in_thread(
+        lambda: _hold_open(
+            lambda: services.organization_delete(organization=organization, actor=actor),
+            started,
+            release,
+        )
+    )
+    started.wait(timeout=30)
+    adder, added = _in_thread(
+        lambda: services.membership_add(organization=organization, user=person, actor=actor).pk
+    )
+    time.sleep(WATCH_SECONDS)
+    add_waited = adder.is_alive()
+    release.set()
+    deleter.join(timeout=30)
+    adder.join(timeout=30)
+    return {
+        "delete": deleted.get("error", "ok"),
+        "add_waited": add_waited,
+        "add": added.get("error", "ok"),
+        "memberships": Membership.objects.filter(user=person).count(),
+    }
+
+
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
     django.setup()
@@ -137,7 +175,15 @@ def main() -> None:
 
     actor = services.Actor.system()
     api = services.api_create(name="Race", audience="https://race.example.com", actor=actor)
-    print(json.dumps({"delete_first": delete_first(api, actor), "issue_first": issue_first(api, actor)}))
+    print(
+        json.dumps(
+            {
+                "delete_first": delete_first(api, actor),
+                "issue_first": issue_first(api, actor),
+                "member_during_delete": member_during_delete(api, actor),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -200,6 +200,12 @@ def test_a_delete_and_an_issue_at_once_never_leave_an_active_key_on_postgresql(
         "key_org_code_kept": True,
         "revoked_events": 1,
     }
+    assert observed["member_during_delete"] == {
+        "delete": "ok",
+        "add_waited": True,
+        "add": "ORGANIZATION_NOT_FOUND",
+        "memberships": 0,
+    }
 
 
 def test_deleting_an_owner_without_keys_keeps_every_audit_event_that_mentions_it(
