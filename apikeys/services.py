@@ -41,6 +41,7 @@ from apikeys.models import (
     Role,
     Scope,
     SystemPermission,
+    new_org_code,
 )
 
 User = get_user_model()
@@ -704,31 +705,53 @@ def _check_pattern(value: Any, *, field: str, pattern: str, what: str) -> str:
 
 
 def organization_create(*, name: str, code: str | None = None, actor: Actor) -> Organization:
+    """Create an organization with ``code``, or with a new random ``org_…`` code.
+
+    A code given is refused when an organization has it, or had it (a deleted one's keys and
+    audit events keep its code). A random code is drawn again in either case, so a caller
+    that gave none never hears of a clash.
+    """
     name = _check_text(name, field="name", max_length=128)
-    fields: dict[str, Any] = {"name": name}
     if code is not None:
-        fields["code"] = _check_pattern(
+        code = _check_pattern(
             code, field="code", pattern=ORG_CODE_PATTERN, what="org_ followed by lowercase letters and digits"
         )
-        if _org_code_was_used(fields["code"]):
+        if _org_code_was_used(code):
             raise errors.OrganizationCodeTaken(
                 "This code belonged to a deleted organization: its keys and audit history keep "
                 "it, so it cannot name another one.",
                 field="code",
             )
-    try:
-        with transaction.atomic():
-            organization = Organization.objects.create(**fields)
-            _audit(
-                actor=actor,
-                action=Action.ORGANIZATION_CREATED,
-                target_type="organization",
-                target_id=organization.code,
-                organization=organization,
-                details={"name": name},
-            )
-    except IntegrityError as exc:
-        raise errors.OrganizationCodeTaken(field="code") from exc
+        try:
+            return _organization_insert(name=name, code=code, actor=actor)
+        except IntegrityError as exc:
+            raise errors.OrganizationCodeTaken(field="code") from exc
+    for _ in range(ORG_CODE_DRAWS):
+        drawn = new_org_code()
+        if Organization.objects.filter(code=drawn).exists() or _org_code_was_used(drawn):
+            continue
+        try:
+            return _organization_insert(name=name, code=drawn, actor=actor)
+        except IntegrityError:
+            continue  # taken between the check and the insert: draw again
+    raise RuntimeError(f"No unused organization code in {ORG_CODE_DRAWS} random draws.")
+
+
+# 48 random bits a code: a second draw is already rare; several in a row mean a broken RNG.
+ORG_CODE_DRAWS = 5
+
+
+def _organization_insert(*, name: str, code: str, actor: Actor) -> Organization:
+    with transaction.atomic():
+        organization = Organization.objects.create(name=name, code=code)
+        _audit(
+            actor=actor,
+            action=Action.ORGANIZATION_CREATED,
+            target_type="organization",
+            target_id=organization.code,
+            organization=organization,
+            details={"name": name},
+        )
     return organization
 
 

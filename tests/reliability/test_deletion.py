@@ -136,6 +136,28 @@ def test_a_deleted_organizations_code_names_no_new_organization(
     services.organization_create(name="Fresh", code="org_neverused1", actor=SYSTEM)
 
 
+def test_a_random_code_that_an_organization_has_or_had_is_drawn_again(
+    issued_key: services.IssuedKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A caller that gives no code never hears of a clash: a drawn code that a live
+    organization has, or a deleted one had, is replaced by another draw."""
+    deleted = issued_key.api_key.organization
+    deleted_code = deleted.code
+    services.organization_delete(organization=deleted, actor=SYSTEM)
+    live = services.organization_create(name="Live", actor=SYSTEM)
+    draws = iter([deleted_code, live.code, "org_fresh0draw"])
+    monkeypatch.setattr(services, "new_org_code", lambda: next(draws))
+
+    created = services.organization_create(name="Newcomer", actor=SYSTEM)
+
+    assert created.code == "org_fresh0draw"
+    assert not ApiKey.objects.filter(org_code=deleted_code, organization__isnull=False).exists()
+    monkeypatch.setattr(services, "new_org_code", lambda: live.code)
+    with pytest.raises(RuntimeError, match="No unused organization code"):
+        services.organization_create(name="Unlucky", actor=SYSTEM)
+    assert not Organization.objects.filter(name="Unlucky").exists()
+
+
 def test_the_keys_of_a_deleted_owner_stay_readable_over_the_api(
     issued_key: services.IssuedKey, make_client: Any
 ) -> None:
