@@ -59,12 +59,11 @@ def _hold_open(work: Callable[[], Any], started: threading.Event, release: threa
     return value
 
 
-def delete_first(api: Any, actor: Any) -> dict[str, Any]:
+def _during_delete(organization: Any, actor: Any, work: Callable[[], Any]) -> dict[str, Any]:
+    """Run ``work`` while ``organization``'s delete is done but not committed; then let
+    the delete commit. Says how each ended and whether ``work`` waited for the delete."""
     from apikeys import services
-    from apikeys.models import ApiKey, Organization
 
-    organization = services.organization_create(name="Leaving", actor=actor)
-    services.api_key_issue(name="Before", api=api, organization=organization, actor=actor)
     started, release = threading.Event(), threading.Event()
     deleter, deleted = _in_thread(
         lambda: _hold_open(
@@ -74,21 +73,33 @@ def delete_first(api: Any, actor: Any) -> dict[str, Any]:
         )
     )
     started.wait(timeout=30)
-    issuer, issued = _in_thread(
-        lambda: services.api_key_issue(
-            name="During", api=api, organization=organization, actor=actor
-        ).api_key.id
-    )
+    worker, worked = _in_thread(work)
     time.sleep(WATCH_SECONDS)
-    issue_waited = issuer.is_alive()
+    waited = worker.is_alive()
     release.set()
     deleter.join(timeout=30)
-    issuer.join(timeout=30)
+    worker.join(timeout=30)
+    return {"delete": deleted.get("error", "ok"), "waited": waited, "work": worked.get("error", "ok")}
+
+
+def delete_first(api: Any, actor: Any) -> dict[str, Any]:
+    from apikeys import services
+    from apikeys.models import ApiKey, Organization
+
+    organization = services.organization_create(name="Leaving", actor=actor)
+    services.api_key_issue(name="Before", api=api, organization=organization, actor=actor)
+    ran = _during_delete(
+        organization,
+        actor,
+        lambda: services.api_key_issue(
+            name="During", api=api, organization=organization, actor=actor
+        ).api_key.id,
+    )
     keys = ApiKey.objects.filter(org_code=organization.code)
     return {
-        "delete": deleted.get("error", "ok"),
-        "issue_waited": issue_waited,
-        "issue": issued.get("error", "ok"),
+        "delete": ran["delete"],
+        "issue_waited": ran["waited"],
+        "issue": ran["work"],
         "organization_exists": Organization.objects.filter(code=organization.code).exists(),
         "keys": keys.count(),
         "active_keys": keys.filter(status="active").count(),
@@ -143,27 +154,15 @@ def member_during_delete(api: Any, actor: Any) -> dict[str, Any]:
     person = get_user_model().objects.create_user(
         username="late@example.com", email="late@example.com"
     )
-    started, release = threading.Event(), threading.Event()
-    deleter, deleted = _in_thread(
-        lambda: _hold_open(
-            lambda: services.organization_delete(organization=organization, actor=actor),
-            started,
-            release,
-        )
+    ran = _during_delete(
+        organization,
+        actor,
+        lambda: services.membership_add(organization=organization, user=person, actor=actor).pk,
     )
-    started.wait(timeout=30)
-    adder, added = _in_thread(
-        lambda: services.membership_add(organization=organization, user=person, actor=actor).pk
-    )
-    time.sleep(WATCH_SECONDS)
-    add_waited = adder.is_alive()
-    release.set()
-    deleter.join(timeout=30)
-    adder.join(timeout=30)
     return {
-        "delete": deleted.get("error", "ok"),
-        "add_waited": add_waited,
-        "add": added.get("error", "ok"),
+        "delete": ran["delete"],
+        "add_waited": ran["waited"],
+        "add": ran["work"],
         "memberships": Membership.objects.filter(user=person).count(),
     }
 
