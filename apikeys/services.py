@@ -81,25 +81,9 @@ class Actor:
         return "system"
 
 
-def _audit(
-    *,
-    actor: Actor,
-    action: str,
-    target_type: str,
-    target_id: str,
-    organization: Organization | None = None,
-    user_public_id: str = "",
-    details: dict[str, Any] | None = None,
-) -> AuditEvent:
-    event = _audit_event(
-        actor=actor,
-        action=action,
-        target_type=target_type,
-        target_id=target_id,
-        organization=organization,
-        user_public_id=user_public_id,
-        details=details,
-    )
+def _audit(**fields: Any) -> AuditEvent:
+    """Record one event: :func:`_audit_event` with these keyword arguments, saved."""
+    event = _audit_event(**fields)
     event.save()
     return event
 
@@ -114,7 +98,8 @@ def _audit_event(
     user_public_id: str = "",
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """An unsaved event (:func:`_audit` saves one; bulk writers save many at once)."""
+    """An unsaved event (:func:`_audit` saves one; bulk writers save many at once). Every
+    ``AuditEvent`` the services write is made here."""
     return AuditEvent(
         action=action,
         actor_type=actor.type,
@@ -257,8 +242,8 @@ def api_key_issue(
 
 
 def _hold_owner(owner: Any) -> None:
-    """Inside the issuing transaction: make sure the owner still exists, and keep it from
-    being deleted until the key is committed.
+    """Inside a transaction that writes a row pointing at ``owner`` (a key, a membership):
+    make sure the owner still exists, and keep it from being deleted until that commits.
 
     On PostgreSQL a ``FOR KEY SHARE`` lock: it waits for a delete in progress (which holds
     the row ``FOR UPDATE`` while it revokes the owner's keys) and then finds the row gone, so
@@ -1058,13 +1043,10 @@ def user_update(
                 ("groups", groups, _group_label),
                 ("user_permissions", user_permissions, _permission_label),
             ]:
-                if wanted is None:
-                    continue
-                wanted = list(wanted)
-                manager = getattr(locked, attr)
-                if {o.pk for o in wanted} != set(manager.values_list("pk", flat=True)):
-                    manager.set(wanted)
-                    changed[attr] = sorted(label(o) for o in wanted)
+                if wanted is not None:
+                    new_set = _replace_related(getattr(locked, attr), wanted, label)
+                    if new_set is not None:
+                        changed[attr] = new_set
             if changed:
                 _audit(
                     actor=actor,
@@ -1077,6 +1059,16 @@ def user_update(
     except IntegrityError as exc:
         raise errors.EmailTaken(field="email") from exc
     return locked
+
+
+def _replace_related(manager: Any, wanted: Iterable[Any], label: Any) -> list[str] | None:
+    """Make the many-to-many set behind ``manager`` exactly ``wanted``: the new set's labels,
+    sorted, when that changed it; ``None`` (and no write) when it already was."""
+    wanted = list(wanted)
+    if {o.pk for o in wanted} == set(manager.values_list("pk", flat=True)):
+        return None
+    manager.set(wanted)
+    return sorted(label(o) for o in wanted)
 
 
 def _group_label(group: Any) -> str:
@@ -1154,8 +1146,8 @@ def organization_delete(*, organization: Organization, actor: Actor) -> None:
     deleted: the active ones are revoked first (each audited), and all stay readable with
     the organization's code, which no new organization can take."""
     with transaction.atomic():
-        # Locking the row also holds back a key being issued for it at the same moment (its
-        # insert waits on the row, then fails): no key slips in between revoke and delete.
+        # Locking the row also holds back a key issued or a member added at the same moment
+        # (_hold_owner waits on the row, then refuses): nothing slips in after the revoke.
         locked = Organization.objects.select_for_update().get(pk=organization.pk)
         revoked = _revoke_owned_keys(
             ApiKey.objects.filter(organization=locked),
@@ -1213,10 +1205,9 @@ def staff_group_update(
                 locked.save(update_fields=["name"])
                 changed["name"] = name
             if permissions is not None:
-                wanted = list(permissions)
-                if {p.pk for p in wanted} != set(locked.permissions.values_list("pk", flat=True)):
-                    locked.permissions.set(wanted)
-                    changed["permissions"] = sorted(_permission_label(p) for p in wanted)
+                new_set = _replace_related(locked.permissions, permissions, _permission_label)
+                if new_set is not None:
+                    changed["permissions"] = new_set
             if changed:
                 _audit(
                     actor=actor,
