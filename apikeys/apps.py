@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class ApiKeysConfig(AppConfig):
@@ -11,4 +12,12 @@ class ApiKeysConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from apikeys import checks  # noqa: F401  (registers the system checks)
+        from apikeys import checks, signin  # noqa: F401  (registers the checks and receivers)
+
+
+class AdminConfig(admin_apps.AdminConfig):
+    """``django.contrib.admin`` with :class:`apikeys.admin_site.PortalSafeAdminSite` as its
+    site: list it in ``INSTALLED_APPS`` in place of ``"django.contrib.admin"``."""
+
+    default = False  # not the default config of this module: that is ApiKeysConfig
+    default_site = "apikeys.admin_site.PortalSafeAdminSite"

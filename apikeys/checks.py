@@ -111,6 +111,7 @@ def check_portal_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]
     for knob in (
         "PORTAL_LOGIN_MAX_FAILURES",
         "PORTAL_LOGIN_MAX_FAILURES_PER_IP",
+        "PORTAL_LOGIN_MAX_FAILURES_PER_ACCOUNT",
         "PORTAL_LOGIN_LOCKOUT_SECONDS",
     ):
         value = get(knob)
@@ -134,6 +135,7 @@ _KNOBS_WITH_OWN_RULES = frozenset(
         "PORTAL_PLATFORM_NAME",
         "PORTAL_LOGIN_MAX_FAILURES",
         "PORTAL_LOGIN_MAX_FAILURES_PER_IP",
+        "PORTAL_LOGIN_MAX_FAILURES_PER_ACCOUNT",
         "PORTAL_LOGIN_LOCKOUT_SECONDS",
     }
 )
@@ -185,3 +187,33 @@ def check_apikeys_setting_kinds(app_configs: Any = None, **kwargs: Any) -> list[
             )
         )
     return messages
+
+
+@register(Tags.security)
+def check_admin_site_refuses_portal_sessions(
+    app_configs: Any = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """With the portal and Django's admin both installed, the admin site must be the
+    portal-safe one: otherwise a one-time portal link (which an M2M application with
+    ``create:portal_links`` can mint for any user) signs a staff account into the admin."""
+    from django.apps import apps
+
+    if not (apps.is_installed("portal") and apps.is_installed("django.contrib.admin")):
+        return []
+    from django.contrib.admin import site
+
+    from apikeys.admin_site import PortalSafeAdminSite
+
+    if isinstance(site, PortalSafeAdminSite):
+        return []
+    return [
+        Error(
+            "The admin site would accept sessions that a portal link signed in.",
+            hint=(
+                'List "apikeys.apps.AdminConfig" instead of "django.contrib.admin" in '
+                "INSTALLED_APPS (or a subclass of it whose default_site subclasses "
+                "apikeys.admin_site.PortalSafeAdminSite)."
+            ),
+            id="apikeys.E201",
+        )
+    ]

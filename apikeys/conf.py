@@ -24,9 +24,10 @@ Every knob, with its default:
 - ``PORTAL_PUBLIC_URL`` (``None``): scheme and host portal links are built on; ``None``
   means those of the Management API request.
 - ``PORTAL_PLATFORM_NAME`` (``"Developer portal"``): shown in the portal's header and titles.
-- ``PORTAL_LOGIN_MAX_FAILURES`` (``5``), ``PORTAL_LOGIN_MAX_FAILURES_PER_IP`` (``50``) and
-  ``PORTAL_LOGIN_LOCKOUT_SECONDS`` (``900``): failed portal sign-ins allowed per account
-  name and per IP within the lockout window.
+- ``PORTAL_LOGIN_MAX_FAILURES`` (``5``), ``PORTAL_LOGIN_MAX_FAILURES_PER_IP`` (``50``),
+  ``PORTAL_LOGIN_MAX_FAILURES_PER_ACCOUNT`` (``100``) and ``PORTAL_LOGIN_LOCKOUT_SECONDS``
+  (``900``): failed password sign-ins (the portal's and the admin's) allowed per pair of
+  account and IP, per IP and per account within the lockout window (``apikeys.signin``).
 """
 
 from __future__ import annotations
@@ -62,11 +63,13 @@ DEFAULTS: dict[str, Any] = {
     "PORTAL_PUBLIC_URL": None,
     # The platform's name, shown in the portal's header and page titles.
     "PORTAL_PLATFORM_NAME": "Developer portal",
-    # Login throttling: failed sign-ins allowed per account name, and per client IP, within
-    # a window of PORTAL_LOGIN_LOCKOUT_SECONDS; past either, sign-in is refused until the
-    # window ends.
+    # Password sign-in throttling, the portal's and the admin's (apikeys.signin): failed
+    # sign-ins allowed per pair (account, client IP), per client IP and per account, within
+    # a window of PORTAL_LOGIN_LOCKOUT_SECONDS; past any, sign-in is refused until the
+    # window ends. The pair's limit is the low one, so a stranger cannot lock a customer out.
     "PORTAL_LOGIN_MAX_FAILURES": 5,
     "PORTAL_LOGIN_MAX_FAILURES_PER_IP": 50,
+    "PORTAL_LOGIN_MAX_FAILURES_PER_ACCOUNT": 100,
     "PORTAL_LOGIN_LOCKOUT_SECONDS": 15 * 60,
 }
 

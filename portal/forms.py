@@ -12,16 +12,19 @@ from django.core.exceptions import ValidationError
 from apikeys import conf
 from apikeys.http import client_ip
 from apikeys.models import Api, Scope
-from portal.throttle import LoginThrottle, ThrottleUnavailable
+from apikeys.signin import ThrottledAuthenticationMixin
 
 
-class PortalAuthenticationForm(AuthenticationForm):
-    """Django's sign-in form behind the login throttle (see ``portal.throttle``)."""
+class PortalAuthenticationForm(ThrottledAuthenticationMixin, AuthenticationForm):
+    """Django's sign-in form behind the sign-in throttle the admin shares
+    (:mod:`apikeys.signin`)."""
 
     error_messages = {
         **AuthenticationForm.error_messages,
         "invalid_login": "That email and password do not match an account. Check both and "
         "try again.",
+    }
+    throttle_messages = {
         "throttled": "Too many failed sign-in attempts. Wait a few minutes and try again, "
         "or open the portal from your app.",
         "unavailable": "Sign-in is unavailable for a moment. Try again shortly, or open the "
@@ -35,28 +38,6 @@ class PortalAuthenticationForm(AuthenticationForm):
             {"autocomplete": "username", "autocapitalize": "none", "spellcheck": "false"}
         )
         self.fields["password"].widget.attrs["autocomplete"] = "current-password"
-        self.throttled = False
-        self.unavailable = False
-
-    def clean(self) -> dict[str, Any]:
-        username = self.cleaned_data.get("username") or ""
-        throttle = LoginThrottle(
-            username=username, ip=client_ip(self.request) if self.request else None
-        )
-        # The attempt is counted before the password is checked, and a locked name or IP is
-        # refused before the password is even hashed: the answer must not tell whether the
-        # password would have been right.
-        try:
-            allowed = throttle.begin()
-        except ThrottleUnavailable as exc:
-            self.unavailable = True
-            raise ValidationError(self.error_messages["unavailable"], code="unavailable") from exc
-        if not allowed:
-            self.throttled = True
-            raise ValidationError(self.error_messages["throttled"], code="throttled")
-        cleaned = super().clean()
-        throttle.record_success()
-        return cleaned
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from apikeys import exceptions as errors
 from apikeys.formtokens import consume_form_token, issue_form_token
 from apikeys.http import client_ip
 from apikeys.models import ApiKey, Organization
+from apikeys.signin import mark_portal_only, throttled_response
 from portal import services as portal_services
 from portal.exceptions import PortalLinkError
 from portal.forms import ApiKeyCreateForm, ApiKeyRotateForm, PortalAuthenticationForm
@@ -274,17 +275,14 @@ class PortalLoginView(PortalMixin, LoginView):
     redirect_authenticated_user = True
     next_page = "portal:home"
 
-    def form_invalid(self, form: Any) -> HttpResponse:
-        response = super().form_invalid(form)
-        if getattr(form, "throttled", False):
-            response.status_code = 429
-            response.headers["Retry-After"] = str(conf.get("PORTAL_LOGIN_LOCKOUT_SECONDS"))
-        elif getattr(form, "unavailable", False):
-            # The throttle's cache is down: refuse (fail closed) rather than check passwords
-            # with no limit on guessing.
-            response.status_code = 503
-            response.headers["Retry-After"] = "30"
+    def form_valid(self, form: Any) -> HttpResponse:
+        response = super().form_valid(form)
+        # A portal sign-in never opens the admin, whoever the account is.
+        mark_portal_only(self.request)
         return response
+
+    def form_invalid(self, form: Any) -> HttpResponse:
+        return throttled_response(super().form_invalid(form), form)
 
 
 class PortalLogoutView(PortalMixin, LogoutView):
@@ -332,6 +330,10 @@ class PortalLinkView(PortalMixin, TemplateView):
         # login() rotates the session key (no session fixation) and flushes the session
         # of another user who was signed in here; only then is the return URL stored.
         auth_login(request, redeemed.user, backend=settings.AUTHENTICATION_BACKENDS[0])
+        # The link signs into the portal only: the admin asks a staff account for its own
+        # password sign-in (the link may have been minted by any M2M application holding
+        # create:portal_links).
+        mark_portal_only(request)
         if redeemed.return_url:
             request.session[RETURN_URL_SESSION_KEY] = redeemed.return_url
         else:

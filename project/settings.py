@@ -42,7 +42,8 @@ ALLOWED_HOSTS = env.list(
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin with the portal-safe site (apikeys.admin_site) and our branding.
+    "project.apps.PlatformAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -205,13 +206,15 @@ APIKEYS = {
 # The self-serve portal's APIKEYS knobs, taken from the environment only when given there
 # (their defaults live in apikeys/conf.py): APIKEYS_PORTAL_RETURN_URL_HOSTS (comma-separated),
 # APIKEYS_PORTAL_PUBLIC_URL, APIKEYS_PORTAL_PLATFORM_NAME, APIKEYS_PORTAL_LOGIN_MAX_FAILURES,
-# APIKEYS_PORTAL_LOGIN_MAX_FAILURES_PER_IP, APIKEYS_PORTAL_LOGIN_LOCKOUT_SECONDS.
+# APIKEYS_PORTAL_LOGIN_MAX_FAILURES_PER_IP, APIKEYS_PORTAL_LOGIN_MAX_FAILURES_PER_ACCOUNT,
+# APIKEYS_PORTAL_LOGIN_LOCKOUT_SECONDS.
 _PORTAL_ENV = {
     "PORTAL_RETURN_URL_HOSTS": env.list,
     "PORTAL_PUBLIC_URL": env.str,
     "PORTAL_PLATFORM_NAME": env.str,
     "PORTAL_LOGIN_MAX_FAILURES": env.int,
     "PORTAL_LOGIN_MAX_FAILURES_PER_IP": env.int,
+    "PORTAL_LOGIN_MAX_FAILURES_PER_ACCOUNT": env.int,
     "PORTAL_LOGIN_LOCKOUT_SECONDS": env.int,
 }
 APIKEYS.update(

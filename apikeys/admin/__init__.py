@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-from django.contrib import admin
-
 from apikeys.admin import (  # noqa: F401  (registers)
     apis,
     applications,
@@ -21,7 +19,3 @@ from apikeys.admin import (  # noqa: F401  (registers)
     keys,
     staff,
 )
-
-admin.site.site_header = "API keys administration"
-admin.site.site_title = "API keys admin"
-admin.site.index_title = "Platform administration"

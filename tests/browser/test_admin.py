@@ -183,3 +183,31 @@ def test_the_secret_is_only_in_the_response_to_the_post(page, platform, live_ser
     page.click("a.apikeys-done")
     assert re.search(r"/admin/apikeys/apikey/.+/change/$", page.url)
     assert secret not in page.content()
+
+
+def test_a_superuser_signed_in_by_a_portal_link_is_asked_to_sign_in_to_the_admin(
+    page, live_server, platform, screenshot
+):
+    """Issue 13, item 1: a portal link (which any M2M application holding
+    create:portal_links can mint) signs into the portal only. The admin shows its own
+    sign-in form, and only the password opens it."""
+    from portal import services as portal_services
+
+    url = portal_services.portal_link_create(
+        user=platform.admin, base_url=live_server.url, actor=services.Actor.system()
+    )
+    page.goto(url)
+    page.get_by_role("button", name="Continue").click()
+    expect(page).to_have_url(re.compile(r"/portal/"))
+    page.goto("/admin/")
+    expect(page).to_have_url(re.compile(r"/admin/login/\?next=/admin/"))
+    expect(page.locator("input[name=password]")).to_be_visible()
+    screenshot("admin-refuses-portal-session")
+    page.goto("/admin/oauth2_provider/application/add/")
+    expect(page).to_have_url(re.compile(r"/admin/login/"))
+    # The admin's own sign-in opens it, in the same browser.
+    page.fill("input[name=username]", "root")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("input[type=submit]")
+    expect(page.locator("#site-name")).to_contain_text("API keys administration")
+    expect(page).to_have_url(re.compile(r"/admin/oauth2_provider/application/add/"))

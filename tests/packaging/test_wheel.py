@@ -201,7 +201,7 @@ THROWAWAY_SETTINGS = """
     DEBUG = False
     ALLOWED_HOSTS = ["testserver"]
     INSTALLED_APPS = [
-        "django.contrib.admin",
+        "apikeys.apps.AdminConfig",
         "django.contrib.auth",
         "django.contrib.contenttypes",
         "django.contrib.sessions",

@@ -112,8 +112,16 @@ def test_an_unsafe_next_url_is_ignored_after_sign_in(client):
     assert response["Location"] == "/portal/"
 
 
+def assert_throttled(response: Any) -> None:
+    assert response.status_code == HTTPStatus.TOO_MANY_REQUESTS
+    assert int(response["Retry-After"]) > 0
+    assert response.context["form"].errors.as_data()["__all__"][0].code == "throttled"
+
+
 @pytest.mark.django_db
-def test_repeated_failures_lock_the_account_name_even_for_the_right_password(client, settings):
+def test_repeated_failures_lock_the_account_from_that_ip_even_for_the_right_password(
+    client, settings
+):
     settings.APIKEYS = {**settings.APIKEYS, "PORTAL_LOGIN_MAX_FAILURES": 3}
     user = UserFactory(password=PASSWORD)
     ip = fresh_ip()
@@ -123,30 +131,64 @@ def test_repeated_failures_lock_the_account_name_even_for_the_right_password(cli
         )
         assert response.status_code == HTTPStatus.OK
     for password in ("guess", PASSWORD):
-        response = client.post(
-            LOGIN, {"username": user.username, "password": password}, REMOTE_ADDR=fresh_ip()
+        assert_throttled(
+            client.post(LOGIN, {"username": user.username, "password": password}, REMOTE_ADDR=ip)
         )
-        assert response.status_code == HTTPStatus.TOO_MANY_REQUESTS
-        assert int(response["Retry-After"]) > 0
-        assert response.context["form"].errors.as_data()["__all__"][0].code == "throttled"
     assert "_auth_user_id" not in client.session
 
 
 @pytest.mark.django_db
-def test_a_correct_password_clears_the_name_count(client, settings):
+def test_a_stranger_failing_under_a_customers_name_does_not_lock_the_customer_out(
+    client, settings
+):
+    """The pair (account, IP) is locked first: someone who fails under a customer's email
+    from their own address locks only themselves out."""
     settings.APIKEYS = {**settings.APIKEYS, "PORTAL_LOGIN_MAX_FAILURES": 3}
     user = UserFactory(password=PASSWORD)
-    for _ in range(2):
-        client.post(LOGIN, {"username": user.username, "password": "guess"}, REMOTE_ADDR=fresh_ip())
-    client.post(LOGIN, {"username": user.username, "password": PASSWORD}, REMOTE_ADDR=fresh_ip())
-    client.logout()
-    for _ in range(2):
+    stranger = fresh_ip()
+    for _ in range(4):
+        client.post(LOGIN, {"username": user.username, "password": "guess"}, REMOTE_ADDR=stranger)
+    assert_throttled(
+        client.post(LOGIN, {"username": user.username, "password": PASSWORD}, REMOTE_ADDR=stranger)
+    )
+    response = client.post(
+        LOGIN, {"username": user.username, "password": PASSWORD}, REMOTE_ADDR=fresh_ip()
+    )
+    assert response.status_code == HTTPStatus.FOUND
+    assert client.session["_auth_user_id"] == str(user.pk)
+
+
+@pytest.mark.django_db
+def test_failures_spread_over_many_ips_lock_the_account_at_its_own_limit(client, settings):
+    settings.APIKEYS = {**settings.APIKEYS, "PORTAL_LOGIN_MAX_FAILURES_PER_ACCOUNT": 4}
+    user = UserFactory(password=PASSWORD)
+    for _ in range(4):
         response = client.post(
             LOGIN, {"username": user.username, "password": "guess"}, REMOTE_ADDR=fresh_ip()
         )
         assert response.status_code == HTTPStatus.OK
+    assert_throttled(
+        client.post(LOGIN, {"username": user.username, "password": PASSWORD}, REMOTE_ADDR=fresh_ip())
+    )
+    assert "_auth_user_id" not in client.session
+
+
+@pytest.mark.django_db
+def test_a_correct_password_clears_the_pair_count(client, settings):
+    settings.APIKEYS = {**settings.APIKEYS, "PORTAL_LOGIN_MAX_FAILURES": 3}
+    user = UserFactory(password=PASSWORD)
+    ip = fresh_ip()
+    for _ in range(2):
+        client.post(LOGIN, {"username": user.username, "password": "guess"}, REMOTE_ADDR=ip)
+    client.post(LOGIN, {"username": user.username, "password": PASSWORD}, REMOTE_ADDR=ip)
+    client.logout()
+    for _ in range(2):
+        response = client.post(
+            LOGIN, {"username": user.username, "password": "guess"}, REMOTE_ADDR=ip
+        )
+        assert response.status_code == HTTPStatus.OK
     response = client.post(
-        LOGIN, {"username": user.username, "password": PASSWORD}, REMOTE_ADDR=fresh_ip()
+        LOGIN, {"username": user.username, "password": PASSWORD}, REMOTE_ADDR=ip
     )
     assert response.status_code == HTTPStatus.FOUND
 
@@ -667,12 +709,12 @@ def test_sign_in_fails_closed_with_503_when_the_throttle_cache_is_down(client, m
 def test_an_attempt_is_counted_before_its_password_is_checked(client, settings):
     """Counting first is what makes the limit exact under concurrency: an attempt that is
     in the middle of its password check already counts against the next one."""
-    from portal.throttle import LoginThrottle
+    from apikeys.signin import LoginThrottle
 
     settings.APIKEYS = {**settings.APIKEYS, "PORTAL_LOGIN_MAX_FAILURES": 2}
-    throttle = LoginThrottle(username=f"race-{fresh_ip()}@example.com", ip=None)
+    throttle = LoginThrottle(username=f"race-{fresh_ip()}@example.com", ip=fresh_ip())
     assert throttle.begin() is True
     assert throttle.begin() is True
     assert throttle.begin() is False  # two attempts in flight, the third is refused
     throttle.record_success()
-    assert throttle.begin() is True  # a right password cleared the name's count
+    assert throttle.begin() is True  # a right password cleared the pair's count
