@@ -17,11 +17,13 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # A local demo: SQLite and local memory unless DATABASE_URL / CACHE_URL say otherwise.
+# .env (git-ignored, read by manage.py): DEBUG on, secrets generated once, the demo's address.
 run: install
-	DEBUG=true $(BIN)/python manage.py migrate --noinput
-	DEBUG=true $(BIN)/python manage.py loaddemo
+	$(BIN)/python -m project.devenv --host $(HOST) --port $(PORT)
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py loaddemo
 	@echo "Serving on http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/)"
-	DEBUG=true $(BIN)/python manage.py runserver $(HOST):$(PORT)
+	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 # The whole suite, on SQLite by default, on PostgreSQL/Redis when DATABASE_URL/CACHE_URL are set.
 # loadgroup: the tests that start their own servers (xdist_group "servers") share one worker

@@ -1,4 +1,5 @@
-"""URLs of the project: admin, Management API, OAuth token endpoint and the portal."""
+"""URLs of the project: a front page, the admin, the Management API, the OAuth token endpoint
+and the portal."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apikeys.api.token import ManagementTokenView
+from project.views import HomeView
 
 urlpatterns = [
+    path("", HomeView.as_view(), name="home"),
     path("admin/", admin.site.urls),
     path("oauth2/token", ManagementTokenView.as_view(), name="oauth2-token"),
     path("api/v1/", include("apikeys.api.urls")),

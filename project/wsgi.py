@@ -1,11 +1,22 @@
-"""WSGI entry point (gunicorn project.wsgi)."""
+"""WSGI entry point (gunicorn project.wsgi).
+
+A setting that is missing or wrong (say ``SECRET_KEY`` with ``DEBUG`` off) stops the worker
+with one clear line and exit status 3, which gunicorn takes as "worker failed to boot" and
+stops on, instead of printing a traceback for every worker it retries.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
-application = get_wsgi_application()
+try:
+    application = get_wsgi_application()
+except ImproperlyConfigured as error:
+    sys.stderr.write(f"Configuration error: {error}\n")
+    sys.exit(3)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from apikeys import services
 from apikeys.models import Api, Organization, Scope
 from tests.factories import ApiFactory, OrganizationFactory, ScopeFactory, UserFactory
+
+# manage.py reads a developer's .env (what `make run` writes); the subprocesses the tests
+# start must see only the environment each test gives them.
+os.environ["DOTENV_FILE"] = ""
 
 
 @pytest.fixture

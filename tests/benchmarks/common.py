@@ -197,3 +197,54 @@ def total_verifications() -> int:
     from django.db.models import Sum
 
     return int(ApiKey.objects.aggregate(total=Sum("verification_count"))["total"] or 0)
+
+
+def token_endpoint_costs(data: BenchData, *, calls: int = 200) -> dict[str, Any]:
+    """What one ``POST /oauth2/token`` costs, in process, for a correct secret, a wrong
+    secret of a known client id and an unknown client id; and what checking the stored
+    client secret alone costs, as stored and (for comparison) as an Argon2 hash, the
+    password hasher client secrets used before issue 13.
+
+    The failure throttle would answer wrong secrets 429 after a few: the cache is cleared
+    before each timed wrong-secret call (outside the timing), so every one is checked."""
+    from django.contrib.auth.hashers import check_password, make_password
+    from django.core.cache import cache
+    from oauth2_provider.models import get_application_model
+
+    client = Client()
+
+    def post(client_id: str, secret: str, expect: int) -> None:
+        response = client.post(
+            "/oauth2/token",
+            {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
+        )
+        assert response.status_code == expect, (response.status_code, response.content)
+
+    def timed(client_id: str, secret: str, expect: int) -> float:
+        samples = []
+        for i in range(calls + 10):
+            cache.clear()
+            start = time.perf_counter_ns()
+            post(client_id, secret, expect)
+            if i >= 10:
+                samples.append(time.perf_counter_ns() - start)
+        return round(statistics.median(samples) / 1000, 1)
+
+    stored = get_application_model().objects.get(client_id=data.client_id).client_secret
+    argon2 = make_password(data.client_secret, hasher="argon2")
+    wrong = "x" * len(data.client_secret)
+    hashing = {}
+    for label, encoded in (("as_stored", stored), ("argon2", argon2)):
+        for outcome, secret in (("correct", data.client_secret), ("wrong", wrong)):
+            hashing[f"{label}_{outcome}_us"] = round(
+                median_us(lambda _i: check_password(secret, encoded), calls=50, warmup=3), 1
+            )
+    result = {
+        "hasher_as_stored": stored.split("$", 1)[0],
+        "request_correct_secret_us": timed(data.client_id, data.client_secret, 200),
+        "request_wrong_secret_us": timed(data.client_id, wrong, 401),
+        "request_unknown_client_us": timed("no-such-client-id-" + "0" * 20, wrong, 401),
+        **{f"check_{k}": v for k, v in hashing.items()},
+    }
+    cache.clear()
+    return result

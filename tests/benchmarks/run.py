@@ -304,6 +304,7 @@ def _run(args: argparse.Namespace, env: dict[str, str], report: dict[str, Any]) 
     vacuum_analyze()
     report["verify_inprocess_1k"] = common.verify_median_us(keys)
     report["verify_inprocess_1k"]["load_average"] = load_average()
+    report["token_endpoint"] = common.token_endpoint_costs(data)
     report["http"] = http_runs(args, env, data, keys)
 
     # ---- 10,000 keys: the admin and portal lists again.
@@ -552,6 +553,14 @@ def print_report(report: dict[str, Any]) -> None:
         for name in ("list_first_page", "list_deep_page", "list_org_deep_page"):
             print(f"{name} at {scale['keys']:,} keys: median {scale[name]['median_ms']} ms, "
                   f"{scale[name]['queries']} queries")
+    token = report.get("token_endpoint")
+    if token:
+        print(f"\nPOST /oauth2/token in process, median µs (client secrets stored as {token['hasher_as_stored']}):")
+        print(f"  correct secret {token['request_correct_secret_us']}, wrong secret of a known client "
+              f"{token['request_wrong_secret_us']}, unknown client {token['request_unknown_client_us']}")
+        print(f"  checking the secret alone: as stored {token['check_as_stored_correct_us']} (correct) / "
+              f"{token['check_as_stored_wrong_us']} (wrong); as Argon2 {token['check_argon2_correct_us']} / "
+              f"{token['check_argon2_wrong_us']}")
     small, large = report.get("lists_at_10", {}), report.get("lists_at_10000", {})
     print()
     for name in ("admin_key_list", "portal_user_key_list", "portal_org_key_list", "api_key_list"):

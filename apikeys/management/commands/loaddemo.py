@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from apikeys import services
+from apikeys import conf, services
 from apikeys.models import Api, ApiKey, Organization, Role
 
 DEMO_PASSWORD = "demo-password-123"
@@ -113,9 +113,11 @@ class Command(BaseCommand):
 
     def _print(self, issued: list[services.IssuedKey]) -> None:
         write = self.stdout.write
+        # The address the portal's links are built on: make run writes it for its HOST/PORT.
+        site = str(conf.get("PORTAL_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/")
         write(self.style.SUCCESS("Demo environment ready."))
-        write(f"  Admin:  http://127.0.0.1:8000/admin/  user {ADMIN_USERNAME!r}, password {DEMO_PASSWORD!r}")
-        write(f"  Portal: http://127.0.0.1:8000/portal/  {MEMBER_EMAIL} (key admin of Acme Corp) "
+        write(f"  Admin:  {site}/admin/  user {ADMIN_USERNAME!r}, password {DEMO_PASSWORD!r}")
+        write(f"  Portal: {site}/portal/  {MEMBER_EMAIL} (key admin of Acme Corp) "
               f"or {VIEWER_EMAIL} (viewer), password {DEMO_PASSWORD!r}")
         write(f"          or a one-time sign-in link, as an app would get from the API: "
               f".venv/bin/python manage.py portallink {MEMBER_EMAIL} --org {ORG_CODE}")
