@@ -217,3 +217,39 @@ def check_admin_site_refuses_portal_sessions(
             id="apikeys.E201",
         )
     ]
+
+
+@register(Tags.security)
+def check_ratelimit_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The limiter's storage must be one ``limits`` knows, and no window may be longer than
+    the database storage keeps events (a day)."""
+    if not isinstance(getattr(settings, "APIKEYS", {}), Mapping):
+        return []
+    from limits.errors import ConfigurationError
+    from limits.storage import storage_from_string
+
+    from apikeys.ratelimit import MAX_WINDOW_SECONDS, storage_uri
+
+    errors: list[CheckMessage] = []
+    if not isinstance(get("RATELIMIT_STORAGE"), str):
+        return [Error("APIKEYS['RATELIMIT_STORAGE'] must be text.", id="apikeys.E301")]
+    try:
+        storage_from_string(storage_uri())
+    except (ConfigurationError, ValueError) as error:
+        errors.append(
+            Error(
+                f"APIKEYS['RATELIMIT_STORAGE'] is not a storage the limiter can use: {error}",
+                hint='Use "redis://host:6379/0", "apikeys-db://", "memory://" or leave it empty.',
+                id="apikeys.E301",
+            )
+        )
+    for knob in ("VERIFY_FAILURE_WINDOW", "PORTAL_LOGIN_LOCKOUT_SECONDS"):
+        value = get(knob)
+        if isinstance(value, int) and value > MAX_WINDOW_SECONDS:
+            errors.append(
+                Error(
+                    f"APIKEYS[{knob!r}] may be at most {MAX_WINDOW_SECONDS} seconds (a day).",
+                    id="apikeys.E302",
+                )
+            )
+    return errors

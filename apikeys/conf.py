@@ -17,6 +17,8 @@ Every knob, with its default:
 - ``VERIFY_FAILURE_LIMIT`` (``300``) and ``VERIFY_FAILURE_WINDOW`` (``60`` seconds): failed
   verifications one M2M application may make per window before further failures answer
   429; ``0`` switches the limit off.
+- ``RATELIMIT_STORAGE`` (``""``): where the sliding-window limits count, a ``limits``
+  storage URI; empty means the default cache's Redis if it is one, else the database.
 - ``MANAGEMENT_API_AUDIENCE`` (``None``): the audience an M2M token request may name;
   ``None`` means ``<scheme>://<host>/api`` of the request.
 - ``PORTAL_RETURN_URL_HOSTS`` (``[]``): hosts a portal link's ``return_url`` may point at
@@ -51,6 +53,10 @@ DEFAULTS: dict[str, Any] = {
     # answer 429 (valid keys still verify), and the window in seconds.
     "VERIFY_FAILURE_LIMIT": 300,
     "VERIFY_FAILURE_WINDOW": 60,
+    # Where the sliding-window limits count (apikeys.ratelimit): a `limits` storage URI
+    # ("redis://…", "memory://", "apikeys-db://"); empty: the default cache's Redis, else
+    # the project's database, so that every worker process shares the counts.
+    "RATELIMIT_STORAGE": "",
     # The audience an M2M token request may name; None: "<scheme>://<host>/api" of the request.
     "MANAGEMENT_API_AUDIENCE": None,
     # --- Self-serve portal (the ``portal`` app).

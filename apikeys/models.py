@@ -515,3 +515,19 @@ class AuditEvent(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         raise TypeError("The audit trail is append-only.")
+
+
+class RateLimitHit(models.Model):
+    """One counted event of a rate limit, for the limiter's database storage
+    (:mod:`apikeys.ratelimit`): what the embedded default (no Redis) counts in, so that every
+    worker process shares one count. Rows older than their window are deleted as the limiter
+    goes; nothing else reads or writes this table."""
+
+    key = models.CharField(max_length=255)
+    at = models.FloatField(help_text="Unix time of the event.")
+
+    class Meta:
+        indexes = [models.Index(fields=["key", "at"], name="apikeys_ratelimit_key_at")]
+
+    def __str__(self) -> str:
+        return f"{self.key} at {self.at}"

@@ -1,35 +1,215 @@
-"""Fixed-window counters in Django's cache, for refusing guessers without slowing down
-honest callers.
+"""Sliding-window limits, shared by every worker and machine, on the ``limits`` library.
 
-Only failures are counted, so a caller's valid keys keep verifying while its guesses are
-refused. When the cache is unreachable the limiter steps aside (and logs a warning):
-verification itself never depends on the cache.
+Who uses it: the failed-verification limiter of the verify endpoint, of the in-process key
+authentication and of the token endpoint, and the password sign-in throttle
+(:mod:`apikeys.signin`).
+
+**Algorithm.** ``limits``' moving window: a log of the events of the last ``window``
+seconds; an event is accepted only while fewer than ``limit`` lie in the window that ends
+now. So no span of ``window`` seconds ever holds more than ``limit`` accepted events, however
+the span lines up with the clock (a fixed window lets up to twice the limit through across a
+boundary, and its count resets on the boundary, which also made tests flaky).
+
+**Storage** (``APIKEYS["RATELIMIT_STORAGE"]``, environment ``APIKEYS_RATELIMIT_STORAGE``):
+
+- empty (the default): Redis when the default cache is Redis (its URL), else the project's
+  own database (:class:`DatabaseStorage`, table ``apikeys_ratelimithit``), so the embedded
+  default (SQLite, local-memory cache) still counts across every gunicorn worker;
+- or any ``limits`` storage URI: ``redis://…``, ``memory://`` (one process only: for tests
+  that ask for it), ``apikeys-db://`` (the database storage named explicitly).
+
+Why ``limits`` and not Django's cache: the moving window needs an atomic "count the window,
+then add if below the limit", which ``limits`` does in one Lua script on Redis; Django's cache
+API has no such operation, and its database cache's ``incr`` is a read then a write.
+Why a storage of our own for the database: ``limits`` has none for SQL, and the embedded
+default must be shared by processes without a server to install.
+
+Failures of the storage: :func:`record_failure` steps aside (logs a warning, limits nothing:
+verification never depends on it); :func:`hit` raises :class:`LimiterUnavailable` so that
+password sign-in fails closed.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import random
 import time
+from functools import lru_cache
+from typing import Any
 
-from django.core.cache import cache
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+from limits import RateLimitItemPerSecond
+from limits.storage import MovingWindowSupport, Storage, storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+
+from apikeys import conf
 
 logger = logging.getLogger("apikeys.ratelimit")
 
+# Rows of windows longer than this are purged even if their key is never seen again
+# (apikeys/checks.py refuses longer windows).
+MAX_WINDOW_SECONDS = 24 * 3600
+
+
+class LimiterUnavailable(Exception):
+    """The limiter's storage cannot be reached."""
+
+
+# --------------------------------------------------------------------------- storage
+
+
+class DatabaseStorage(Storage, MovingWindowSupport):
+    """A ``limits`` storage on the project's default database, moving window only.
+
+    ``acquire_entry`` is one transaction that first deletes the key's expired rows: a write,
+    so SQLite takes its write lock before the count is read; on PostgreSQL a transaction-level
+    advisory lock on the key serialises acquirers of the same key. Either way two processes
+    cannot both see "limit - 1" and both add, so the window is exact across processes.
+    """
+
+    STORAGE_SCHEME = ["apikeys-db"]
+
+    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options: Any) -> None:
+        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
+
+    @property
+    def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
+        return DatabaseError
+
+    def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        from apikeys.models import RateLimitHit
+
+        if amount > limit:
+            return False
+        now = time.time()
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
+            RateLimitHit.objects.filter(key=key, at__lte=now - expiry).delete()
+            if RateLimitHit.objects.filter(key=key).count() + amount > limit:
+                return False
+            RateLimitHit.objects.bulk_create([RateLimitHit(key=key, at=now) for _ in range(amount)])
+        if random.random() < 0.01:  # noqa: S311 - not a secret: when to sweep other keys' rows
+            RateLimitHit.objects.filter(at__lte=now - MAX_WINDOW_SECONDS).delete()
+        return True
+
+    def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
+        from apikeys.models import RateLimitHit
+
+        now = time.time()
+        times = list(
+            RateLimitHit.objects.filter(key=key, at__gt=now - expiry)
+            .order_by("-at")
+            .values_list("at", flat=True)[:limit]
+        )
+        return (times[-1], len(times)) if times else (now, 0)
+
+    def clear(self, key: str) -> None:
+        from apikeys.models import RateLimitHit
+
+        RateLimitHit.objects.filter(key=key).delete()
+
+    def check(self) -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return True
+
+    def reset(self) -> int | None:
+        from apikeys.models import RateLimitHit
+
+        return RateLimitHit.objects.all().delete()[0]
+
+    # The counter operations of fixed windows: not offered (only the moving window is used).
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        raise NotImplementedError("apikeys-db offers the moving window only")
+
+    def get(self, key: str) -> int:
+        raise NotImplementedError("apikeys-db offers the moving window only")
+
+    def get_expiry(self, key: str) -> float:
+        raise NotImplementedError("apikeys-db offers the moving window only")
+
+
+# --------------------------------------------------------------------------- the limiter
+
+
+def storage_uri() -> str:
+    """The configured storage, or the default: the cache's Redis, else the database."""
+    configured = conf.get("RATELIMIT_STORAGE")
+    if configured:
+        return str(configured)
+    cache = settings.CACHES.get("default", {})
+    location = cache.get("LOCATION")
+    if "redis" in str(cache.get("BACKEND", "")).lower() and location:
+        return str(location[0] if isinstance(location, (list, tuple)) else location)
+    return "apikeys-db://"
+
+
+@lru_cache(maxsize=8)
+def _limiter(uri: str) -> MovingWindowRateLimiter:
+    return MovingWindowRateLimiter(storage_from_string(uri))
+
+
+def limiter() -> MovingWindowRateLimiter:
+    return _limiter(storage_uri())
+
+
+def _item(limit: int, window: int) -> RateLimitItemPerSecond:
+    # The cache's key prefix keeps apart projects (and parallel test workers) sharing a Redis.
+    namespace = "apikeys" + str(settings.CACHES.get("default", {}).get("KEY_PREFIX", ""))
+    return RateLimitItemPerSecond(limit, window, namespace=namespace)
+
+
+def retry_after(bucket: str, *, limit: int, window: int) -> int:
+    """Whole seconds until ``bucket`` accepts an event again (at least 1)."""
+    stats = limiter().get_window_stats(_item(limit, window), bucket)
+    return max(1, math.ceil(stats.reset_time - time.time()))
+
+
+def hit(bucket: str, *, limit: int, window: int) -> bool:
+    """Count one event in ``bucket``; False (and not counted) when ``limit`` events already lie
+    in the last ``window`` seconds. Raises :class:`LimiterUnavailable` if the storage fails."""
+    try:
+        return bool(limiter().hit(_item(limit, window), bucket))
+    except Exception as exc:  # noqa: BLE001 - any storage failure means "cannot count"
+        raise LimiterUnavailable(type(exc).__name__) from exc
+
+
+def test(bucket: str, *, limit: int, window: int) -> bool:
+    """True while ``bucket`` would accept an event; counts nothing. Raises
+    :class:`LimiterUnavailable` if the storage fails."""
+    try:
+        return bool(limiter().test(_item(limit, window), bucket))
+    except Exception as exc:  # noqa: BLE001
+        raise LimiterUnavailable(type(exc).__name__) from exc
+
+
+def clear(bucket: str, *, limit: int, window: int) -> None:
+    """Forget ``bucket``'s events. Raises :class:`LimiterUnavailable` if the storage fails."""
+    try:
+        limiter().clear(_item(limit, window), bucket)
+    except Exception as exc:  # noqa: BLE001
+        raise LimiterUnavailable(type(exc).__name__) from exc
+
 
 def record_failure(bucket: str, *, limit: int, window: int) -> int | None:
-    """Count one failure in ``bucket``; past ``limit`` in the current ``window`` seconds,
-    return how many seconds remain until the window resets, else None."""
+    """Count one failure in ``bucket``; past ``limit`` in the last ``window`` seconds, return
+    how many seconds until one more would be accepted, else None.
+
+    When the storage is unreachable the limiter steps aside with a warning: what it guards
+    (verification, token requests) must keep working without it."""
     if limit <= 0 or window <= 0:
         return None
-    now = time.time()
-    start = int(now // window) * window
-    key = f"apikeys:rl:{bucket}:{start}"
     try:
-        cache.add(key, 0, timeout=window + 1)
-        count = cache.incr(key)
-    except Exception as exc:  # noqa: BLE001 - any cache failure must not break verification
-        logger.warning("Rate-limit cache unavailable (%s); not limiting.", type(exc).__name__)
+        if hit(bucket, limit=limit, window=window):
+            return None
+        return retry_after(bucket, limit=limit, window=window)
+    except LimiterUnavailable as exc:
+        logger.warning("Rate-limit storage unavailable (%s); not limiting.", exc)
         return None
-    if count > limit:
-        return max(1, int(start + window - now + 0.999))
-    return None
+    except Exception as exc:  # noqa: BLE001 - retry_after's own read may fail the same way
+        logger.warning("Rate-limit storage unavailable (%s); not limiting.", type(exc).__name__)
+        return None

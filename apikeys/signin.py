@@ -1,9 +1,10 @@
 """Password sign-in, shared by the admin and the portal: one throttle, and sessions that say
 which door opened them.
 
-**Throttle.** Failed sign-ins are counted in Django's cache, before the password is checked,
-under three keys; past any limit, sign-in is refused without checking the password until the
-window (``PORTAL_LOGIN_LOCKOUT_SECONDS``) ends:
+**Throttle.** Sign-ins are limited in sliding windows of ``PORTAL_LOGIN_LOCKOUT_SECONDS``
+(:mod:`apikeys.ratelimit`: Redis, or the database when there is no Redis, so every worker
+shares the counts) under three keys; past any limit, sign-in is refused without checking the
+password until the window has room again:
 
 - the pair (account, client IP): ``PORTAL_LOGIN_MAX_FAILURES``. Counted first and locked
   first, so a stranger failing under a customer's name locks only themselves out;
@@ -14,13 +15,12 @@ window (``PORTAL_LOGIN_LOCKOUT_SECONDS``) ends:
   it; the one-time portal links still sign that person into the portal).
 
 The admin's and the portal's sign-in forms count in the same keys, so failures at one door
-count at the other. A correct password clears its pair and takes its attempt back off the IP
-and the account.
+count at the other. A correct password clears its pair's count.
 
 Why not django-axes: it works by putting its own authentication backend first, which refuses
 every ``authenticate()`` call made without a ``request``, among them Django's test
-``Client.login()``; two forms need throttling, which this does with the cache the project
-already has (Redis in production, so the counts hold across workers).
+``Client.login()``; two forms need throttling, which this does with the limiter the project
+already has.
 
 **Portal-only sessions.** A session that the portal signs in (one-time link or password) is
 marked portal-only: the admin site (:mod:`apikeys.admin.sites`) refuses it and asks for its own
@@ -39,7 +39,7 @@ from django.core.exceptions import ValidationError
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 
-from apikeys import conf
+from apikeys import conf, ratelimit
 from apikeys.http import client_ip
 
 _PREFIX = "apikeys:signin-failures"
@@ -47,74 +47,79 @@ PORTAL_ONLY_SESSION_KEY = "apikeys.portal_only"
 
 
 class ThrottleUnavailable(Exception):
-    """The cache that holds the counts cannot be reached: sign-in must not go unthrottled."""
+    """The limiter's storage cannot be reached: sign-in must not go unthrottled."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class LoginThrottle:
-    """The failure counters that apply to one sign-in attempt.
+    """The limits that apply to one sign-in attempt, in sliding windows
+    (:mod:`apikeys.ratelimit`).
 
-    An attempt is counted *before* its password is checked (:meth:`begin`) and uncounted
-    when it turns out right (:meth:`record_success`). Counting after the check would let
-    every attempt already in flight when the limit is reached through: with many workers,
-    up to limit + workers - 1 guesses. Counting first with the cache's atomic increment
-    lets exactly ``limit`` attempts reach the password check, however many arrive at once.
+    The pair (account, IP) counts an attempt *before* its password is checked
+    (:meth:`begin`) and forgets its attempts when one turns out right
+    (:meth:`record_success`): counting after the check would let every attempt already in
+    flight when the limit is reached through (with many workers, up to limit + workers - 1
+    guesses), while counting first lets exactly ``limit`` attempts reach the password check,
+    however many arrive at once. The IP's and the account's limits count failures
+    (:meth:`record_failure`), so honest sign-ins from one office never use them up.
     """
 
     username: str
     ip: str | None
+    retry_after: int = 0
 
-    @property
-    def _keys(self) -> list[tuple[str, int]]:
-        """(cache key, limit): the pair's first, then the IP's, then the account's."""
-        # Hash the name: cache keys stay short and safe for every backend, and the cache
-        # holds no email addresses.
+    def _buckets(self) -> dict[str, tuple[str, int]]:
+        # Hash the name: keys stay short and safe for every storage, and hold no emails.
         name = hashlib.sha256(self.username.strip().lower().encode()).hexdigest()
         ip = self.ip or "unknown"
-        return [
-            (f"{_PREFIX}:pair:{name}:{ip}", conf.get("PORTAL_LOGIN_MAX_FAILURES")),
-            (f"{_PREFIX}:ip:{ip}", conf.get("PORTAL_LOGIN_MAX_FAILURES_PER_IP")),
-            (f"{_PREFIX}:account:{name}", conf.get("PORTAL_LOGIN_MAX_FAILURES_PER_ACCOUNT")),
-        ]
+        return {
+            "pair": (f"{_PREFIX}:pair:{name}:{ip}", conf.get("PORTAL_LOGIN_MAX_FAILURES")),
+            "ip": (f"{_PREFIX}:ip:{ip}", conf.get("PORTAL_LOGIN_MAX_FAILURES_PER_IP")),
+            "account": (
+                f"{_PREFIX}:account:{name}",
+                conf.get("PORTAL_LOGIN_MAX_FAILURES_PER_ACCOUNT"),
+            ),
+        }
 
     def begin(self) -> bool:
-        """Count this attempt; False when it is past the limit of any of its keys.
+        """Count this attempt for its pair; False when the pair, the IP or the account is
+        past its limit (then :attr:`retry_after` says for how long).
 
-        Raises :class:`ThrottleUnavailable` when the cache is down: the form then refuses
-        to check passwords (fails closed) rather than let guessing go unlimited.
+        Raises :class:`ThrottleUnavailable` when the limiter's storage is down: the form then
+        refuses to check passwords (fails closed) rather than let guessing go unlimited.
         """
-        from django.core.cache import cache
-
         window = conf.get("PORTAL_LOGIN_LOCKOUT_SECONDS")
-        allowed = True
+        buckets = self._buckets()
         try:
-            for key, limit in self._keys:
-                # add() starts the window only if no count exists; incr() is atomic in Redis
-                # and keeps the key's expiry, so the window is fixed from the first attempt.
-                cache.add(key, 0, timeout=window)
-                try:
-                    count = cache.incr(key)
-                except ValueError:  # expired between add() and incr()
-                    cache.set(key, 1, timeout=window)
-                    count = 1
-                if count > limit:
-                    allowed = False
-        except Exception as exc:  # noqa: BLE001 - any cache failure means "cannot count"
-            raise ThrottleUnavailable(type(exc).__name__) from exc
-        return allowed
+            for bucket, limit in (buckets["ip"], buckets["account"]):
+                if not ratelimit.test(bucket, limit=limit, window=window):
+                    self.retry_after = ratelimit.retry_after(bucket, limit=limit, window=window)
+                    return False
+            bucket, limit = buckets["pair"]
+            if not ratelimit.hit(bucket, limit=limit, window=window):
+                self.retry_after = ratelimit.retry_after(bucket, limit=limit, window=window)
+                return False
+        except ratelimit.LimiterUnavailable as exc:
+            raise ThrottleUnavailable(str(exc)) from exc
+        return True
+
+    def record_failure(self) -> None:
+        """A wrong password: it counts against the IP and the account too."""
+        window = conf.get("PORTAL_LOGIN_LOCKOUT_SECONDS")
+        buckets = self._buckets()
+        try:
+            for bucket, limit in (buckets["ip"], buckets["account"]):
+                ratelimit.hit(bucket, limit=limit, window=window)
+        except ratelimit.LimiterUnavailable:
+            pass  # begin() already counted the pair; the next attempt fails closed anyway
 
     def record_success(self) -> None:
-        """A correct password clears the pair's count, and takes this attempt back off the
-        IP's and the account's (one good account must not reset an IP trying many others)."""
-        from django.core.cache import cache
-
-        pair, *others = self._keys
+        """A correct password forgets the pair's attempts."""
+        bucket, limit = self._buckets()["pair"]
         try:
-            cache.delete(pair[0])
-            for key, _limit in others:
-                cache.decr(key)
-        except Exception:  # noqa: BLE001 - the sign-in itself succeeded; counts expire anyway
-            pass
+            ratelimit.clear(bucket, limit=limit, window=conf.get("PORTAL_LOGIN_LOCKOUT_SECONDS"))
+        except ratelimit.LimiterUnavailable:
+            pass  # the sign-in itself succeeded; the attempts leave the window anyway
 
 
 class ThrottledAuthenticationMixin:
@@ -135,6 +140,7 @@ class ThrottledAuthenticationMixin:
         super().__init__(*args, **kwargs)
         self.throttled = False
         self.unavailable = False
+        self.retry_after = 0
 
     def clean(self) -> dict[str, Any]:
         username = self.cleaned_data.get("username") or ""
@@ -148,8 +154,13 @@ class ThrottledAuthenticationMixin:
             raise ValidationError(self.throttle_messages["unavailable"], code="unavailable") from exc
         if not allowed:
             self.throttled = True
+            self.retry_after = throttle.retry_after
             raise ValidationError(self.throttle_messages["throttled"], code="throttled")
-        cleaned: dict[str, Any] = super().clean()  # type: ignore[misc]
+        try:
+            cleaned: dict[str, Any] = super().clean()  # type: ignore[misc]
+        except ValidationError:
+            throttle.record_failure()
+            raise
         throttle.record_success()
         return cleaned
 
@@ -159,7 +170,8 @@ def throttled_response(response: HttpResponse, form: Any) -> HttpResponse:
     (fail closed: no password is checked without a limit on guessing)."""
     if getattr(form, "throttled", False):
         response.status_code = 429
-        response.headers["Retry-After"] = str(conf.get("PORTAL_LOGIN_LOCKOUT_SECONDS"))
+        seconds = getattr(form, "retry_after", 0) or conf.get("PORTAL_LOGIN_LOCKOUT_SECONDS")
+        response.headers["Retry-After"] = str(seconds)
     elif getattr(form, "unavailable", False):
         response.status_code = 503
         response.headers["Retry-After"] = "30"

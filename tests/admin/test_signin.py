@@ -21,6 +21,7 @@ from django.test import Client
 from apikeys import checks
 from apikeys.models import MANAGEMENT_SCOPES
 from oauth2_provider.models import get_application_model
+from tests.limiter import break_limiter
 from tests.api.conftest import make_client  # noqa: F401  (fixture)
 from tests.factories import UserFactory
 
@@ -157,12 +158,7 @@ def test_portal_failures_count_at_the_admin_door_too(superuser):
 
 @pytest.mark.django_db
 def test_admin_sign_in_fails_closed_when_the_counts_are_out_of_reach(superuser, monkeypatch):
-    from django.core.cache import cache
-
-    def down(*args: Any, **kwargs: Any) -> None:
-        raise ConnectionError("cache down")
-
-    monkeypatch.setattr(cache, "add", down)
+    break_limiter(monkeypatch)
     response = Client().post(
         ADMIN_LOGIN, {"username": "root", "password": PASSWORD}, REMOTE_ADDR=fresh_ip()
     )

@@ -24,6 +24,7 @@ from apikeys.models import ApiKey, AuditEvent
 from portal.models import PortalLink, SelfServeSettings
 from portal.services import portal_link_create
 from portal.views import RETURN_URL_SESSION_KEY
+from tests.limiter import break_limiter
 from tests.factories import ApiFactory, OrganizationFactory, ScopeFactory, UserFactory
 from tests.portal.helpers import PASSWORD, grant_form_token, issue, member_of
 
@@ -689,14 +690,9 @@ def test_the_key_list_costs_the_same_queries_for_10_and_1000_keys(
 def test_sign_in_fails_closed_with_503_when_the_throttle_cache_is_down(client, monkeypatch):
     """Without its counts the throttle cannot limit guessing: sign-in is refused, and the
     password is never checked, rather than checked without a limit."""
-    from django.core.cache import cache
-
-    def down(*args, **kwargs):
-        raise ConnectionError("cache down")
-
     user = UserFactory(password=PASSWORD)
     checked = []
-    monkeypatch.setattr(cache, "add", down)
+    break_limiter(monkeypatch)
     monkeypatch.setattr(type(user), "check_password", lambda self, raw: checked.append(raw) or True)
     response = client.post(LOGIN, {"username": user.username, "password": PASSWORD}, REMOTE_ADDR=fresh_ip())
     assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE

@@ -19,6 +19,7 @@ from apikeys import crypto, services
 from portal import services as portal_services
 from portal.exceptions import PortalLinkExpired, PortalLinkInvalid, PortalLinkUsed
 from portal.models import MAX_LINK_LIFETIME_SECONDS, PortalLink, SelfServeSettings
+from tests.limiter import break_limiter
 from tests.security.conftest import World
 
 pytestmark = pytest.mark.django_db
@@ -73,16 +74,10 @@ def test_past_the_limit_failures_get_429_but_valid_keys_still_verify(
     assert verify(other, guess()).status_code == HTTPStatus.OK
 
 
-def test_when_the_cache_fails_the_limiter_steps_aside_with_a_warning(
+def test_when_the_limiter_storage_fails_the_limiter_steps_aside_with_a_warning(
     limited: None, m2m_client: Any, world: World, monkeypatch: Any, caplog: Any
 ) -> None:
-    from django.core.cache import cache
-
-    def unreachable(*args: Any, **kwargs: Any) -> Any:
-        raise ConnectionError("cache down")
-
-    monkeypatch.setattr(cache, "add", unreachable)
-    monkeypatch.setattr(cache, "incr", unreachable)
+    break_limiter(monkeypatch)
     client = m2m_client(["verify:api_keys"])
     with caplog.at_level(logging.WARNING, logger="apikeys.ratelimit"):
         answers = [verify(client, guess()) for _ in range(LIMIT + 2)]
@@ -90,7 +85,7 @@ def test_when_the_cache_fails_the_limiter_steps_aside_with_a_warning(
     assert {a.status_code for a in answers} == {HTTPStatus.OK}
     assert {a.json()["code"] for a in answers} == {"API_KEY_INVALID"}
     assert valid.json()["is_valid"] is True
-    assert "Rate-limit cache unavailable (ConnectionError); not limiting." in caplog.messages
+    assert "Rate-limit storage unavailable (ConnectionError); not limiting." in caplog.messages
 
 
 # --------------------------------------------------------------------------- portal links
