@@ -21,6 +21,7 @@ install: $(STAMP)
 run: install
 	$(BIN)/python -m project.devenv --host $(HOST) --port $(PORT)
 	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py loaddemo
 	@echo "Serving on http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/)"
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)

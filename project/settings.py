@@ -59,6 +59,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files served by the app itself (admin, portal, API docs): compressed, with
+    # content-hashed names cached for a year, so gunicorn alone serves a styled site.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "apikeys.middleware.RejectNulMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -157,6 +160,12 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
+# collectstatic writes content-hashed, gzip-compressed copies and a manifest;
+# WhiteNoise serves them (with DEBUG on it serves the apps' files directly, unhashed).
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 
 # Behind a TLS-terminating proxy (see README, "Deploy").
 SECURE_PROXY_SSL_HEADER = (

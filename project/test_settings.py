@@ -16,3 +16,10 @@ from project.settings import *  # noqa: E402,F403
 
 # Parallel test workers (pytest-xdist) may share one Redis: keep their cache keys apart.
 CACHES["default"]["KEY_PREFIX"] = "test-" + os.environ.get("PYTEST_XDIST_WORKER", "main")  # noqa: F405
+
+# The unit tests render pages without a collectstatic first; the servers the reliability,
+# security and browser tests start use the real storage on a collected STATIC_ROOT.
+STORAGES = {  # noqa: F405
+    **STORAGES,  # noqa: F405
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}

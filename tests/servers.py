@@ -266,6 +266,20 @@ def production_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+_static_root: Path | None = None
+
+
+def collected_static_root() -> Path:
+    """A STATIC_ROOT that ``collectstatic`` filled, once per test process: the production
+    settings serve static files through WhiteNoise from the manifest it writes."""
+    global _static_root
+    if _static_root is None:
+        root = Path(tempfile.mkdtemp(prefix="apikeys-static-"))
+        manage(production_env(STATIC_ROOT=str(root)), "collectstatic", "--noinput", "-v0")
+        _static_root = root
+    return _static_root
+
+
 def manage(env: dict[str, str], *args: str) -> str:
     """Run ``manage.py`` with ``env``; its standard output."""
     result = subprocess.run(
@@ -305,6 +319,7 @@ class Service:
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        self.env.setdefault("STATIC_ROOT", str(collected_static_root()))
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [
