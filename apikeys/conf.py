@@ -17,6 +17,11 @@ Every knob, with its default:
 - ``VERIFY_FAILURE_LIMIT`` (``300``) and ``VERIFY_FAILURE_WINDOW`` (``60`` seconds): failed
   verifications one M2M application may make per window before further failures answer
   429; ``0`` switches the limit off.
+- ``TOKEN_FAILURE_LIMIT`` (``10``), ``TOKEN_FAILURE_LIMIT_PER_IP`` (``50``) and
+  ``TOKEN_FAILURE_WINDOW`` (``60`` seconds): failed client authentications at
+  ``/oauth2/token`` allowed per ``client_id`` and per client IP within the window; past
+  either, further failures answer 429 (a correct secret still gets its token); ``0``
+  switches a limit off.
 - ``MANAGEMENT_API_AUDIENCE`` (``None``): the audience an M2M token request may name;
   ``None`` means ``<scheme>://<host>/api`` of the request.
 - ``PORTAL_RETURN_URL_HOSTS`` (``[]``): hosts a portal link's ``return_url`` may point at
@@ -50,6 +55,11 @@ DEFAULTS: dict[str, Any] = {
     # answer 429 (valid keys still verify), and the window in seconds.
     "VERIFY_FAILURE_LIMIT": 300,
     "VERIFY_FAILURE_WINDOW": 60,
+    # Failed client authentications at /oauth2/token per client_id and per client IP within
+    # the window (seconds) before further failures answer 429; a correct secret still passes.
+    "TOKEN_FAILURE_LIMIT": 10,
+    "TOKEN_FAILURE_LIMIT_PER_IP": 50,
+    "TOKEN_FAILURE_WINDOW": 60,
     # The audience an M2M token request may name; None: "<scheme>://<host>/api" of the request.
     "MANAGEMENT_API_AUDIENCE": None,
     # --- Self-serve portal (the ``portal`` app).

@@ -141,6 +141,125 @@ def bearer(token: str) -> APIClient:
     return client
 
 
+# ------------------------------------------------------------------ errors (contract conformance)
+
+
+@pytest.mark.parametrize(
+    "case, status, error",
+    [
+        ("wrong-secret", HTTPStatus.UNAUTHORIZED, "invalid_client"),
+        ("unknown-client", HTTPStatus.UNAUTHORIZED, "invalid_client"),
+        ("scope-not-granted", HTTPStatus.BAD_REQUEST, "invalid_scope"),
+        ("foreign-audience", HTTPStatus.BAD_REQUEST, "invalid_request"),
+        ("other-grant", HTTPStatus.BAD_REQUEST, "unsupported_grant_type"),
+    ],
+)
+def test_every_token_error_carries_an_error_description(app, case, status, error):
+    data = {
+        "grant_type": "client_credentials",
+        "client_id": app.application.client_id,
+        "client_secret": app.client_secret,
+    }
+    data.update(
+        {
+            "wrong-secret": {"client_secret": "wrong"},
+            "unknown-client": {"client_id": "no-such-client"},
+            "scope-not-granted": {"scope": "delete:api_keys"},
+            "foreign-audience": {"audience": "https://elsewhere/api"},
+            "other-grant": {"grant_type": "password"},
+        }[case]
+    )
+    response = post_token(data, fresh_ip())
+    assert response.status_code == status
+    body = response.json()
+    assert body["error"] == error
+    assert isinstance(body["error_description"], str) and body["error_description"]
+
+
+def _form_in(app: services.IssuedApplication, charset: str) -> Any:
+    body = (
+        f"grant_type=client_credentials&client_id={app.application.client_id}"
+        f"&client_secret={app.client_secret}"
+    ).encode()
+    return APIClient().generic(
+        "POST",
+        "/oauth2/token",
+        body,
+        content_type=f"application/x-www-form-urlencoded; charset={charset}",
+    )
+
+
+@pytest.mark.parametrize("charset", ["latin9", "iso-8859-1", "utf-16", "latin-9", "x-no-such-charset"])
+def test_a_form_in_another_charset_than_utf8_is_an_oauth_invalid_request(app, charset):
+    response = _form_in(app, charset)
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"] == "invalid_request" and response.json()["error_description"]
+
+
+@pytest.mark.parametrize("charset", ["utf-8", "UTF-8"])
+def test_a_form_in_utf8_is_read(app, charset):
+    assert _form_in(app, charset).status_code == HTTPStatus.OK
+
+
+# ------------------------------------------------------------------ throttling failures
+
+
+@pytest.mark.parametrize("client", ["known", "unknown"])
+def test_failed_client_authentications_are_throttled_per_client_id(app, settings, client):
+    settings.APIKEYS = {**settings.APIKEYS, "TOKEN_FAILURE_LIMIT": 3, "TOKEN_FAILURE_LIMIT_PER_IP": 0}
+    client_id = app.application.client_id if client == "known" else f"guess-{random.random()}"
+    wrong = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": "wrong"}
+
+    statuses = [post_token(wrong, fresh_ip()).status_code for _ in range(5)]
+
+    # Unknown ids are counted exactly like known ones: a 429 tells nobody an id exists.
+    assert statuses == [401, 401, 401, 429, 429]
+    limited = post_token(wrong, fresh_ip())
+    assert limited.status_code == HTTPStatus.TOO_MANY_REQUESTS
+    assert 1 <= int(limited["Retry-After"]) <= 60
+    assert limited.json()["error"] == "invalid_client" and limited.json()["error_description"]
+    # Another client id is not limited.
+    other = {**wrong, "client_id": f"other-{random.random()}"}
+    assert post_token(other, fresh_ip()).status_code == HTTPStatus.UNAUTHORIZED
+
+
+def test_a_correct_secret_still_gets_its_token_past_the_limit(app, settings):
+    settings.APIKEYS = {**settings.APIKEYS, "TOKEN_FAILURE_LIMIT": 2}
+    ip = fresh_ip()
+    client_id = app.application.client_id
+    wrong = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": "wrong"}
+    for _ in range(3):
+        post_token(wrong, ip)
+    assert post_token(wrong, ip).status_code == HTTPStatus.TOO_MANY_REQUESTS
+
+    right = post_token({**wrong, "client_secret": app.client_secret}, ip)
+
+    assert right.status_code == HTTPStatus.OK and right.json()["access_token"]
+
+
+def test_failed_client_authentications_are_throttled_per_ip(app, settings):
+    settings.APIKEYS = {**settings.APIKEYS, "TOKEN_FAILURE_LIMIT": 0, "TOKEN_FAILURE_LIMIT_PER_IP": 3}
+    ip = fresh_ip()
+
+    def guess(from_ip: str) -> int:
+        data = {"grant_type": "client_credentials", "client_id": f"guess-{random.random()}", "client_secret": "x"}
+        return post_token(data, from_ip).status_code
+
+    assert [guess(ip) for _ in range(5)] == [401, 401, 401, 429, 429]
+    assert guess(fresh_ip()) == HTTPStatus.UNAUTHORIZED
+
+
+def test_http_basic_failures_count_against_their_client_id(app, settings):
+    settings.APIKEYS = {**settings.APIKEYS, "TOKEN_FAILURE_LIMIT": 1, "TOKEN_FAILURE_LIMIT_PER_IP": 0}
+    basic = base64.b64encode(f"{app.application.client_id}:wrong".encode()).decode()
+    statuses = [
+        post_token({"grant_type": "client_credentials"}, fresh_ip(), HTTP_AUTHORIZATION=f"Basic {basic}").status_code
+        for _ in range(3)
+    ]
+    assert statuses == [401, 429, 429]
+
+
 # ------------------------------------------------------------------ client secrets: a keyed digest
 
 
