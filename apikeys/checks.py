@@ -1,4 +1,6 @@
-"""System checks that reject bad ``APIKEYS`` values at start-up."""
+"""System checks that reject bad ``APIKEYS`` values at start-up, and a django-oauth-toolkit
+set-up that would leave M2M client secrets slow to check or tokens of a disabled
+application working."""
 
 from __future__ import annotations
 
@@ -243,7 +245,7 @@ def check_ratelimit_settings(app_configs: Any = None, **kwargs: Any) -> list[Che
                 id="apikeys.E301",
             )
         )
-    for knob in ("VERIFY_FAILURE_WINDOW", "PORTAL_LOGIN_LOCKOUT_SECONDS"):
+    for knob in ("VERIFY_FAILURE_WINDOW", "TOKEN_FAILURE_WINDOW", "PORTAL_LOGIN_LOCKOUT_SECONDS"):
         value = get(knob)
         if isinstance(value, int) and value > MAX_WINDOW_SECONDS:
             errors.append(
@@ -253,3 +255,68 @@ def check_ratelimit_settings(app_configs: Any = None, **kwargs: Any) -> list[Che
                 )
             )
     return errors
+
+
+CLIENT_SECRET_HASHER = "apikeys.hashers.ClientSecretHasher"
+OAUTH2_VALIDATOR = "apikeys.oauth.ManagementOAuth2Validator"
+
+
+@register(Tags.security)
+def check_m2m_client_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """django-oauth-toolkit is set up as ``apikeys`` needs it for M2M clients: client secrets
+    stored with the keyed digest (not a password hash, whose cost an outsider can make the
+    service pay and whose timing tells which client ids exist), never as the default hasher
+    of user passwords, and the validator that applies a disabled or narrowed application to
+    its tokens already issued."""
+    from django.utils.module_loading import import_string
+
+    messages: list[CheckMessage] = []
+    hashers = list(getattr(settings, "PASSWORD_HASHERS", []))
+    oauth = getattr(settings, "OAUTH2_PROVIDER", {}) or {}
+    if oauth.get("CLIENT_SECRET_HASHER") != "apikeys_client_hmac":
+        messages.append(
+            CheckWarning(
+                "M2M client secrets are hashed with a password hasher.",
+                hint='Set OAUTH2_PROVIDER["CLIENT_SECRET_HASHER"] = "apikeys_client_hmac" and '
+                f'add "{CLIENT_SECRET_HASHER}" to PASSWORD_HASHERS (not first). Existing '
+                "secrets move over on their next use.",
+                id="apikeys.W002",
+            )
+        )
+    elif CLIENT_SECRET_HASHER not in hashers:
+        messages.append(
+            Error(
+                'OAUTH2_PROVIDER["CLIENT_SECRET_HASHER"] names apikeys_client_hmac, which is '
+                "not in PASSWORD_HASHERS.",
+                hint=f'Add "{CLIENT_SECRET_HASHER}" to PASSWORD_HASHERS, after the password hasher.',
+                id="apikeys.E007",
+            )
+        )
+    if hashers and hashers[0] == CLIENT_SECRET_HASHER:
+        messages.append(
+            Error(
+                "The client-secret hasher is the first of PASSWORD_HASHERS: user passwords would "
+                "be hashed with a fast digest.",
+                hint="Put a password hasher (Argon2) first.",
+                id="apikeys.E008",
+            )
+        )
+    validator = oauth.get("OAUTH2_VALIDATOR_CLASS")
+    try:
+        subclassed = validator is not None and issubclass(
+            import_string(validator) if isinstance(validator, str) else validator,
+            import_string(OAUTH2_VALIDATOR),
+        )
+    except ImportError:
+        subclassed = False
+    if not subclassed:
+        messages.append(
+            CheckWarning(
+                "Disabling an M2M application or narrowing its scopes does not reach the tokens "
+                "it already holds.",
+                hint=f'Set OAUTH2_PROVIDER["OAUTH2_VALIDATOR_CLASS"] = "{OAUTH2_VALIDATOR}" '
+                "(or a subclass of it).",
+                id="apikeys.W003",
+            )
+        )
+    return messages

@@ -19,6 +19,11 @@ Every knob, with its default:
   429; ``0`` switches the limit off.
 - ``RATELIMIT_STORAGE`` (``""``): where the sliding-window limits count, a ``limits``
   storage URI; empty means the default cache's Redis if it is one, else the database.
+- ``TOKEN_FAILURE_LIMIT`` (``10``), ``TOKEN_FAILURE_LIMIT_PER_IP`` (``50``) and
+  ``TOKEN_FAILURE_WINDOW`` (``60`` seconds): failed client authentications at
+  ``/oauth2/token`` allowed per ``client_id`` and per client IP within the window; past
+  either, further failures answer 429 (a correct secret still gets its token); ``0``
+  switches a limit off.
 - ``MANAGEMENT_API_AUDIENCE`` (``None``): the audience an M2M token request may name;
   ``None`` means ``<scheme>://<host>/api`` of the request.
 - ``PORTAL_RETURN_URL_HOSTS`` (``[]``): hosts a portal link's ``return_url`` may point at
@@ -57,6 +62,11 @@ DEFAULTS: dict[str, Any] = {
     # ("redis://…", "memory://", "apikeys-db://"); empty: the default cache's Redis, else
     # the project's database, so that every worker process shares the counts.
     "RATELIMIT_STORAGE": "",
+    # Failed client authentications at /oauth2/token per client_id and per client IP within
+    # the window (seconds) before further failures answer 429; a correct secret still passes.
+    "TOKEN_FAILURE_LIMIT": 10,
+    "TOKEN_FAILURE_LIMIT_PER_IP": 50,
+    "TOKEN_FAILURE_WINDOW": 60,
     # The audience an M2M token request may name; None: "<scheme>://<host>/api" of the request.
     "MANAGEMENT_API_AUDIENCE": None,
     # --- Self-serve portal (the ``portal`` app).

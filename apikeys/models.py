@@ -409,6 +409,10 @@ class M2MGrant(models.Model):
         oauth2_settings.APPLICATION_MODEL, on_delete=models.CASCADE, related_name="m2m_grant"
     )
     scopes = models.TextField(blank=True, help_text="Granted scopes, space-separated.")
+    # Set while the application is disabled: it gets no token and the tokens it holds are
+    # refused (apikeys.oauth). Kept here rather than on django-oauth-toolkit's model, which
+    # is not ours to migrate.
+    disabled_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = "M2M application grant"
@@ -419,6 +423,10 @@ class M2MGrant(models.Model):
     @property
     def scope_list(self) -> list[str]:
         return self.scopes.split()
+
+    @property
+    def is_active(self) -> bool:
+        return self.disabled_at is None
 
 
 class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
@@ -458,6 +466,9 @@ class AuditEvent(models.Model):
         APPLICATION_CREATED = "application.created"
         APPLICATION_UPDATED = "application.updated"
         APPLICATION_DELETED = "application.deleted"
+        APPLICATION_DISABLED = "application.disabled"
+        APPLICATION_ENABLED = "application.enabled"
+        APPLICATION_SECRET_REGENERATED = "application.secret_regenerated"
         PORTAL_LINK_CREATED = "portal_link.created"
         PORTAL_LINK_USED = "portal_link.used"
         PORTAL_LINKS_PURGED = "portal_link.purged"

@@ -948,8 +948,9 @@ def m2m_application_create(*, name: str, scopes: Iterable[str], actor: Actor) ->
 
 
 def m2m_application_set_scopes(*, application: Any, scopes: Iterable[str], actor: Actor) -> M2MGrant:
-    """Replace the scopes granted to ``application``. Tokens already issued keep theirs until
-    they expire; new tokens carry only the new grant."""
+    """Replace the scopes granted to ``application``. New tokens carry only the new grant;
+    tokens already issued keep only the scopes still granted, from their next request
+    (``apikeys.oauth``)."""
     m2m_application_update(application=application, scopes=scopes, actor=actor)
     return M2MGrant.objects.get(application=application)
 
@@ -1287,6 +1288,64 @@ def m2m_application_update(
                 details=changed,
             )
     return locked
+
+
+def _m2m_application_set_disabled(*, application: Any, disabled: bool, actor: Actor) -> M2MGrant:
+    with transaction.atomic():
+        locked = type(application).objects.select_for_update().get(pk=application.pk)
+        grant, _created = M2MGrant.objects.get_or_create(application=locked)
+        if grant.is_active == disabled:
+            grant.disabled_at = timezone.now() if disabled else None
+            grant.save(update_fields=["disabled_at"])
+            _audit(
+                actor=actor,
+                action=Action.APPLICATION_DISABLED if disabled else Action.APPLICATION_ENABLED,
+                target_type="application",
+                target_id=str(locked.client_id)[:64],
+                details={"name": locked.name},
+            )
+    return grant
+
+
+def m2m_application_disable(*, application: Any, actor: Actor) -> M2MGrant:
+    """Disable an M2M application: it gets no new token (``invalid_client``) and the tokens
+    it holds are refused from their next request (401). Its secret and grant stay, for
+    :func:`m2m_application_enable`. Disabling a disabled application records nothing."""
+    return _m2m_application_set_disabled(application=application, disabled=True, actor=actor)
+
+
+def m2m_application_enable(*, application: Any, actor: Actor) -> M2MGrant:
+    """Re-enable a disabled M2M application: its secret and unexpired tokens work again.
+    Enabling an enabled application records nothing."""
+    return _m2m_application_set_disabled(application=application, disabled=False, actor=actor)
+
+
+def m2m_application_regenerate_secret(*, application: Any, actor: Actor) -> IssuedApplication:
+    """Give an M2M application a new client secret: the old one stops working at once, and
+    so do the tokens it already holds (whoever has the leaked secret may hold tokens too);
+    the service fetches a new token with the new secret. The plaintext exists only in the
+    returned value: show it once."""
+    from oauth2_provider.generators import generate_client_secret
+    from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+
+    secret = generate_client_secret()
+    with transaction.atomic():
+        locked = type(application).objects.select_for_update().get(pk=application.pk)
+        locked.client_secret = secret
+        locked.hash_client_secret = True
+        locked.save(update_fields=["client_secret", "hash_client_secret", "updated"])
+        get_refresh_token_model().objects.filter(application=locked).delete()
+        AccessToken = get_access_token_model()
+        _total, by_model = AccessToken.objects.filter(application=locked).delete()
+        ended = by_model.get(AccessToken._meta.label, 0)
+        _audit(
+            actor=actor,
+            action=Action.APPLICATION_SECRET_REGENERATED,
+            target_type="application",
+            target_id=str(locked.client_id)[:64],
+            details={"name": locked.name, "tokens_ended": ended},
+        )
+    return IssuedApplication(application=locked, client_secret=secret)
 
 
 def m2m_application_delete(*, application: Any, actor: Actor) -> None:

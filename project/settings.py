@@ -126,6 +126,10 @@ OAUTH2_PROVIDER_ID_TOKEN_MODEL = "oauth2_provider.IDToken"
 OAUTH2_PROVIDER_GRANT_MODEL = "oauth2_provider.Grant"
 OAUTH2_PROVIDER = {
     "SCOPES_BACKEND_CLASS": "apikeys.oauth.GrantedScopes",
+    # Disabled applications and narrowed grants apply to tokens already issued; client
+    # secrets (random, like API keys) are stored with a keyed digest, not a password hash.
+    "OAUTH2_VALIDATOR_CLASS": "apikeys.oauth.ManagementOAuth2Validator",
+    "CLIENT_SECRET_HASHER": "apikeys_client_hmac",
     "ACCESS_TOKEN_EXPIRE_SECONDS": env.int("M2M_TOKEN_LIFETIME", default=3600),
     # RFC 9700 (OAuth 2.0 Security BCP), which `check --deploy` asks for: access tokens are
     # stored hashed and refused in a URL's query string; the grants and redirect rules
@@ -145,6 +149,8 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
     "django.contrib.auth.hashers.ScryptPasswordHasher",
+    # M2M client secrets only (OAUTH2_PROVIDER["CLIENT_SECRET_HASHER"]); never first.
+    "apikeys.hashers.ClientSecretHasher",
 ]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -211,6 +217,9 @@ APIKEYS = {
     "VERIFY_FAILURE_LIMIT": env.int("APIKEYS_VERIFY_FAILURE_LIMIT", default=300),
     "VERIFY_FAILURE_WINDOW": env.int("APIKEYS_VERIFY_FAILURE_WINDOW", default=60),
     "RATELIMIT_STORAGE": env.str("APIKEYS_RATELIMIT_STORAGE", default=""),
+    "TOKEN_FAILURE_LIMIT": env.int("APIKEYS_TOKEN_FAILURE_LIMIT", default=10),
+    "TOKEN_FAILURE_LIMIT_PER_IP": env.int("APIKEYS_TOKEN_FAILURE_LIMIT_PER_IP", default=50),
+    "TOKEN_FAILURE_WINDOW": env.int("APIKEYS_TOKEN_FAILURE_WINDOW", default=60),
     "MANAGEMENT_API_AUDIENCE": env.str("APIKEYS_MANAGEMENT_API_AUDIENCE", default="") or None,
 }
 

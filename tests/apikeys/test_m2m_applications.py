@@ -1,4 +1,5 @@
-"""M2M applications: creation, grants, the management command."""
+"""M2M applications: creation, grants, disabling, a new secret, the client-secret hasher,
+the management command."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from oauth2_provider.models import get_application_model
 
+from django.contrib.auth.hashers import check_password, identify_hasher, make_password
+
 from apikeys import exceptions, services
-from apikeys.models import AuditEvent
+from apikeys.hashers import ClientSecretHasher
+from apikeys.models import AuditEvent, M2MGrant
 from apikeys.oauth import GrantedScopes
 
 pytestmark = pytest.mark.django_db
@@ -59,3 +63,55 @@ def test_createm2mapp_refuses_bad_input(argv):
     with pytest.raises(CommandError):
         call_command("createm2mapp", *argv, stdout=StringIO())
     assert not get_application_model().objects.exists()
+
+
+def test_createm2mapp_stores_the_secret_with_the_keyed_digest():
+    out = StringIO()
+    call_command("createm2mapp", "Reporter", "--scope", "read:apis", stdout=out)
+    data = json.loads(out.getvalue())
+    stored = get_application_model().objects.get(client_id=data["client_id"]).client_secret
+    assert identify_hasher(stored).algorithm == "apikeys_client_hmac"
+    assert ClientSecretHasher().verify(data["client_secret"], stored)
+
+
+def test_disable_and_enable_are_audited_once_each_and_idempotent(actor):
+    issued = services.m2m_application_create(name="A", scopes=["read:apis"], actor=actor)
+    for _ in range(2):
+        services.m2m_application_disable(application=issued.application, actor=actor)
+    assert not M2MGrant.objects.get().is_active
+    for _ in range(2):
+        services.m2m_application_enable(application=issued.application, actor=actor)
+    assert M2MGrant.objects.get().is_active
+    actions = list(
+        AuditEvent.objects.exclude(action="application.created")
+        .order_by("pk")
+        .values_list("action", "target_id")
+    )
+    client_id = issued.application.client_id
+    assert actions == [("application.disabled", client_id), ("application.enabled", client_id)]
+
+
+def test_regenerating_a_secret_is_audited_and_its_plaintext_only_returned(actor):
+    issued = services.m2m_application_create(name="A", scopes=["read:apis"], actor=actor)
+
+    renewed = services.m2m_application_regenerate_secret(application=issued.application, actor=actor)
+
+    stored = get_application_model().objects.get(pk=issued.application.pk).client_secret
+    assert ClientSecretHasher().verify(renewed.client_secret, stored)
+    assert not ClientSecretHasher().verify(issued.client_secret, stored)
+    assert renewed.client_secret not in repr(renewed)
+    [event] = AuditEvent.objects.filter(action="application.secret_regenerated")
+    assert renewed.client_secret not in str(event.details) and stored not in str(event.details)
+
+
+def test_the_client_secret_hasher_is_a_keyed_digest_never_the_password_default(settings):
+    hasher = ClientSecretHasher()
+    encoded = make_password("s3cret", hasher="apikeys_client_hmac")
+    assert encoded.startswith("apikeys_client_hmac$") and "s3cret" not in encoded
+    assert hasher.verify("s3cret", encoded) and not hasher.verify("s3cret!", encoded)
+    assert check_password("s3cret", encoded)
+    # Keyed: another hashing secret gives another digest.
+    settings.APIKEYS = {**settings.APIKEYS, "HASHING_SECRET": "another-hashing-secret-of-32-chars-or-more"}
+    assert not hasher.verify("s3cret", encoded)
+    # Never the default: user passwords stay with the first hasher (Argon2).
+    assert identify_hasher(make_password("a password")).algorithm == "argon2"

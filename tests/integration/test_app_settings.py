@@ -36,6 +36,8 @@ def test_the_test_settings_pass_every_apikeys_check():
         ({"VERIFY_FAILURE_WINDOW": -60}, "apikeys.E006"),
         ({"VERIFY_FAILURE_LIMIT": "300"}, "apikeys.E006"),
         ({"VERIFY_FAILURE_LIMIT": True}, "apikeys.E006"),
+        ({"TOKEN_FAILURE_LIMIT": -1}, "apikeys.E006"),
+        ({"TOKEN_FAILURE_WINDOW": "60"}, "apikeys.E006"),
         ({"HASHING_SECRETS": "x" * 40}, "apikeys.E001"),
     ],
     ids=[
@@ -47,6 +49,8 @@ def test_the_test_settings_pass_every_apikeys_check():
         "negative-window",
         "limit-as-text",
         "limit-as-bool",
+        "negative-token-limit",
+        "token-window-as-text",
         "unknown-knob",
     ],
 )
@@ -84,3 +88,34 @@ def test_a_hashing_secret_shared_with_secret_key_is_warned_about(settings):
     settings.APIKEYS = {**settings.APIKEYS, "HASHING_SECRET": "s" * 50}
 
     assert apikeys_check_ids() == ["apikeys.W001"]
+
+
+CLIENT_HASHER = "apikeys.hashers.ClientSecretHasher"
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("client-secrets-password-hashed", ["apikeys.W002"]),
+        ("client-hasher-not-registered", ["apikeys.E007"]),
+        ("client-hasher-first", ["apikeys.E008"]),
+        ("validator-not-ours", ["apikeys.W003"]),
+    ],
+)
+def test_an_oauth_set_up_that_leaves_client_secrets_slow_or_tokens_uncut_is_flagged(
+    settings, case, expected
+):
+    oauth = dict(settings.OAUTH2_PROVIDER)
+    hashers = list(settings.PASSWORD_HASHERS)
+    if case == "client-secrets-password-hashed":
+        oauth.pop("CLIENT_SECRET_HASHER")
+    elif case == "client-hasher-not-registered":
+        hashers.remove(CLIENT_HASHER)
+    elif case == "client-hasher-first":
+        hashers = [CLIENT_HASHER, *[h for h in hashers if h != CLIENT_HASHER]]
+    else:
+        oauth["OAUTH2_VALIDATOR_CLASS"] = "oauth2_provider.oauth2_validators.OAuth2Validator"
+    settings.OAUTH2_PROVIDER = oauth
+    settings.PASSWORD_HASHERS = hashers
+
+    assert apikeys_check_ids() == expected

@@ -312,6 +312,25 @@ def _admin_app_delete(d: Doors) -> Callable[[], Any]:
     )
 
 
+def _admin_app_disable(d: Doors) -> Callable[[], Any]:
+    app = _application(d)
+    url = f"/admin/oauth2_provider/application/{quote(app.pk)}/disable/"
+    return lambda: ok(d.admin.post(url), 302)
+
+
+def _admin_app_enable(d: Doors) -> Callable[[], Any]:
+    app = _application(d)
+    services.m2m_application_disable(application=app, actor=SYSTEM)
+    url = f"/admin/oauth2_provider/application/{quote(app.pk)}/enable/"
+    return lambda: ok(d.admin.post(url), 302)
+
+
+def _admin_app_regenerate_secret(d: Doors) -> Callable[[], Any]:
+    app = _application(d)
+    url = f"/admin/oauth2_provider/application/{quote(app.pk)}/regenerate_secret/"
+    return lambda: ok(d.admin.post(url, {}), 200)
+
+
 def _admin_self_serve(d: Doors) -> Callable[[], Any]:
     from portal.models import SelfServeSettings
 
@@ -519,6 +538,9 @@ OPERATIONS: list[tuple[str, str, Prepare]] = [
     ("admin", Action.APPLICATION_CREATED, _admin_app_create),
     ("admin", Action.APPLICATION_UPDATED, _admin_app_rename),
     ("admin", Action.APPLICATION_DELETED, _admin_app_delete),
+    ("admin", Action.APPLICATION_DISABLED, _admin_app_disable),
+    ("admin", Action.APPLICATION_ENABLED, _admin_app_enable),
+    ("admin", Action.APPLICATION_SECRET_REGENERATED, _admin_app_regenerate_secret),
     ("admin", Action.SELF_SERVE_SETTINGS_CHANGED, _admin_self_serve),
     ("admin", Action.STAFF_GROUP_CREATED, _admin_staff_group_create),
     ("admin", Action.STAFF_GROUP_UPDATED, _admin_staff_group_update),

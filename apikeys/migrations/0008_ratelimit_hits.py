@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('apikeys', '0006_audit_staff_group_and_purge_actions'),
+        ('apikeys', '0007_m2m_application_disable_and_secret_audit'),
     ]
 
     operations = [
