@@ -242,7 +242,16 @@ THROWAWAY_SETTINGS = """
     STATIC_ROOT = BASE_DIR / "staticfiles"
     AUTH_USER_MODEL = "apikeys.User"
     # Exactly the README's "Add to your project" settings: no OAUTH2_PROVIDER_*_MODEL needed.
-    OAUTH2_PROVIDER = {"SCOPES_BACKEND_CLASS": "apikeys.oauth.GrantedScopes"}
+    OAUTH2_PROVIDER = {
+        "SCOPES_BACKEND_CLASS": "apikeys.oauth.GrantedScopes",
+        "OAUTH2_VALIDATOR_CLASS": "apikeys.oauth.ManagementOAuth2Validator",
+        "CLIENT_SECRET_HASHER": "apikeys_client_hmac",
+    }
+    PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.Argon2PasswordHasher",
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+        "apikeys.hashers.ClientSecretHasher",
+    ]
     APIKEYS = {"HASHING_SECRET": "throwaway-hashing-secret-of-at-least-32-characters"}
 """
 
