@@ -437,3 +437,101 @@ def test_an_editable_install_imports_the_packages_from_the_source_tree(
         str(source / "apikeys" / "__init__.py"),
         str(source / "portal" / "__init__.py"),
     ]
+
+
+def readme_snippets() -> list[str]:
+    """The Python blocks of the README's "Add to your project" section, dedented: the
+    settings, the URLs and the protected view, in that order."""
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Add to your project", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"^( *)```python\n(.*?)^\1```", section, flags=re.S | re.M)
+    return [textwrap.dedent(body) for _indent, body in blocks]
+
+
+def test_the_readme_snippets_run_verbatim_in_a_startproject_project(
+    tree_wheel: Path, tmp_path: Path
+):
+    """Issue 14, item 7: `django-admin startproject`, the README's settings and URLs appended
+    as printed, its protected view as the project's views, then migrate, collectstatic, serve
+    under gunicorn, and verify a key through the view. Before, the settings block failed
+    (`os` not imported), the URLs block failed (`include` not imported) and collectstatic
+    failed (no STATIC_ROOT); and the host's admin was renamed "API keys administration"."""
+    import secrets
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    settings_block, urls_block, view_block = readme_snippets()
+    python = _venv_with_this_environment(tmp_path / "venv", [tree_wheel])
+    site = tmp_path / "site"
+    site.mkdir()
+    _run(python, "-m", "django", "startproject", "hostsite", site, cwd=tmp_path)
+    package = site / "hostsite"
+    with (package / "settings.py").open("a") as settings_file:
+        settings_file.write("\n" + settings_block)
+    (package / "views.py").write_text(view_block)
+    with (package / "urls.py").open("a") as urls_file:
+        urls_file.write("\n" + urls_block)
+        # Wiring the README's view to a path is the one line a host adds of its own.
+        urls_file.write('\nfrom hostsite.views import UserListApi\n\n')
+        urls_file.write('urlpatterns += [path("users", UserListApi.as_view())]\n')
+    env = {"APIKEYS_HASHING_SECRET": secrets.token_urlsafe(40)}
+    manage = [python, "manage.py"]
+    _run(*manage, "check", "--fail-level", "WARNING", cwd=site, **env)
+    _run(*manage, "migrate", "--noinput", cwd=site, **env)
+    _run(*manage, "collectstatic", "--noinput", cwd=site, **env)
+    issue = (
+        "from apikeys import services\n"
+        "actor = services.Actor.system()\n"
+        "api = services.api_create(name='Users', audience='https://users.example.com', actor=actor)\n"
+        "services.scope_create(api=api, key='read:users', actor=actor)\n"
+        "org = services.organization_create(name='Host Org', actor=actor)\n"
+        "print(services.api_key_issue(name='k', api=api, scopes=['read:users'], "
+        "organization=org, actor=actor).plaintext)\n"
+    )
+    key = _run(*manage, "shell", "-c", issue, cwd=site, **env).strip().splitlines()[-1]
+    assert key.startswith("k_live_")
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [str(python), "-m", "gunicorn", "hostsite.wsgi", "--bind", f"127.0.0.1:{port}",
+         "--workers", "1"],
+        cwd=site, env=_env(**env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+
+    def get(path: str, **headers: str) -> tuple[int, str]:
+        request = urllib.request.Request(base + path, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status, admin_page = get("/admin/login/")
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "gunicorn did not start"
+                time.sleep(0.3)
+        with_key = get("/users", Authorization=f"Bearer {key}")
+        without_key = get("/users")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    assert status == 200
+    assert "Django administration" in admin_page  # the host's own branding, untouched
+    assert "API keys administration" not in admin_page
+    assert with_key[0] == 200 and json.loads(with_key[1])["users"] == []
+    assert without_key[0] == 401
+    assert json.loads(without_key[1])["errors"][0]["code"] == "API_KEY_MISSING"
+    assert (site / "staticfiles" / "admin").is_dir()
