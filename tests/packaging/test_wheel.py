@@ -7,7 +7,7 @@ they ship, install one into a throwaway virtualenv, and run a minimal throwaway 
 it: ``check``, ``migrate``, ``collectstatic``, then pages and API answers through Django's
 test client. An editable install (what the Makefile uses) is built and checked too.
 
-Fast and offline: builds use the test environment's setuptools (``--no-build-isolation``,
+Fast and offline: builds use the test environment's hatchling (``--no-build-isolation``,
 ``--no-index``); the throwaway virtualenv has no pip and sees this environment's
 site-packages through a ``.pth`` file, added only *after* the wheel is installed with
 ``--no-deps``, so that pip never sees (or touches) the editable install of this checkout.
@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 
 # Where each top-level folder of templates/ must land inside the installed packages.
-TEMPLATE_HOMES = {"apikeys": "apikeys", "portal": "portal", "admin": "apikeys"}
+TEMPLATE_HOMES = {"portal": "portal", "admin": "apikeys"}
 
 # Planted in the copy of the tree: a template and a static file that must reach the wheel
 # and be found by Django's app loaders, whatever the real folders hold today.
@@ -117,7 +117,7 @@ def sdist_wheel(source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The wheel built from the sdist, as ``python -m build`` and installs from PyPI do."""
     sdists = tmp_path_factory.mktemp("sdist")
     _run(
-        PYTHON, "-c", "import sys; from setuptools import build_meta; build_meta.build_sdist(sys.argv[1])",
+        PYTHON, "-c", "import sys; from hatchling import build; build.build_sdist(sys.argv[1])",
         sdists, cwd=source,
     )  # fmt: skip
     (archive,) = sdists.glob("*.tar.gz")
@@ -191,6 +191,33 @@ def test_building_leaves_nothing_in_the_repository(tree_wheel: Path, sdist_wheel
     assert not (REPO / "build").exists()
     assert not (REPO / "dist").exists()
     assert not (REPO / "templates" / PROBE_TEMPLATE).exists()
+
+
+def test_installing_from_a_checkout_leaves_it_clean(tmp_path: Path):
+    """Issue 14, item 8: `pip install <checkout>` used to leave build/ (and an egg-info)
+    behind, which then failed the test above on the next run. Build the wheel the way pip
+    does, from a git clone of this checkout, and ask git what it left."""
+    clone = tmp_path / "clone"
+    _run("git", "clone", "--quiet", "--no-hardlinks", REPO, clone, cwd=tmp_path)
+    _run(
+        PYTHON, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+        "--quiet", "--wheel-dir", tmp_path / "out", clone, cwd=clone,
+    )  # fmt: skip
+    assert _run("git", "status", "--porcelain", "--ignored", cwd=clone) == ""
+
+
+def test_every_folder_of_templates_ships_in_a_package():
+    """A top-level folder of templates/ that the wheel's force-include does not map would
+    leave an installed app without its templates."""
+    import tomllib
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    mapped = config["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
+    folders = {p.name for p in (REPO / "templates").iterdir() if p.is_dir()}
+    assert {f"templates/{name}" for name in folders} == set(mapped)
+    assert {name: mapped[f"templates/{name}"] for name in folders} == {
+        name: f"{package}/templates/{name}" for name, package in TEMPLATE_HOMES.items()
+    }
 
 
 THROWAWAY_SETTINGS = """
@@ -423,7 +450,7 @@ def test_an_editable_install_imports_the_packages_from_the_source_tree(
     # The PEP 660 hook pip runs for `pip install -e .` (the Makefile's install).
     out = tmp_path / "editable"
     _run(
-        PYTHON, "-c", "import sys; from setuptools import build_meta; build_meta.build_editable(sys.argv[1])",
+        PYTHON, "-c", "import sys; from hatchling import build; build.build_editable(sys.argv[1])",
         out, cwd=source,
     )  # fmt: skip
     python = _venv_with_this_environment(tmp_path / "venv", [_wheel(out)])
