@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -684,6 +685,10 @@ class PortalLinkApi(ManagementApiView):
 # --------------------------------------------------------------------------- fallbacks
 
 
+# Exempt from CSRF like every DRF view of the API (which is token-authenticated, never
+# cookie-authenticated): otherwise a POST to a mistyped path would meet Django's HTML CSRF
+# page before this JSON 404.
+@csrf_exempt
 def route_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     """Any unknown route under /api/v1/, whatever the method: JSON, never an HTML page."""
     return json_error(HTTPStatus.NOT_FOUND, "ROUTE_NOT_FOUND", "No such route.")
