@@ -1,10 +1,16 @@
 """What every Management API view shares: M2M token authentication, per-method scopes,
-strict JSON in and out, the contract's errors and cursor pagination."""
+strict JSON in and out, the contract's errors and cursor pagination.
+
+A body is JSON of at most 64 KiB (413 past it), an object nested at most 32 levels deep
+(400 ``INVALID_JSON`` past it) in which no object repeats a key (400 ``DUPLICATE_FIELD``:
+with the last one winning, two clients reading the same body could each see another value).
+"""
 
 from __future__ import annotations
 
-import io
+import re
 from collections.abc import Callable
+from itertools import accumulate
 from http import HTTPStatus
 from typing import Any
 
@@ -16,6 +22,8 @@ from rest_framework.parsers import JSONParser
 from rest_framework.permissions import BasePermission
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
+from rest_framework.settings import api_settings
+from rest_framework.utils import json
 from rest_framework.views import APIView
 
 from apikeys.api.errors import ApiError, bad_request, exception_handler
@@ -23,6 +31,7 @@ from apikeys.http import client_ip
 from apikeys.services import Actor
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 32
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
 
@@ -58,13 +67,72 @@ class HasManagementScope(BasePermission):
 
 
 class LimitedJSONParser(JSONParser):
-    """JSON bodies up to 64 KiB, also when no Content-Length announces the size."""
+    """JSON bodies up to 64 KiB (also when no Content-Length announces the size), nested at
+    most ``MAX_JSON_DEPTH`` levels, with no key repeated within one object."""
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         raw = stream.read(MAX_BODY_BYTES + 1) if stream is not None else b""
         if len(raw) > MAX_BODY_BYTES:
             raise _too_large()
-        return super().parse(io.BytesIO(raw), media_type, parser_context)
+        encoding = (parser_context or {}).get("encoding") or "utf-8"
+        try:
+            text = raw.decode(encoding)
+            # The depth is measured before parsing: json's decoder recurses once per level,
+            # so a body 1,000 levels deep would otherwise be a RecursionError (a 500).
+            if json_depth(text) > MAX_JSON_DEPTH:
+                raise drf.ParseError(f"The JSON is nested deeper than {MAX_JSON_DEPTH} levels.")
+            return json.loads(
+                text,
+                object_pairs_hook=_object_without_repeated_keys,
+                parse_constant=json.strict_constant if api_settings.STRICT_JSON else None,
+            )
+        except ValueError as exc:
+            raise drf.ParseError(f"JSON parse error - {exc}") from None
+
+
+# A JSON string as the parser lexes it (a quote, then anything but a quote or backslash, or a
+# backslash and the character it escapes, up to the closing quote), or an unterminated one
+# up to the end of the text: every quote starts a match that always succeeds, so the scan is
+# linear (with a match that could fail, each of n quotes could rescan the rest: quadratic).
+# Possessive quantifiers: no backtracking either.
+_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)', re.DOTALL)
+_NOT_A_BRACKET = re.compile(r"[^\[\]{}]++")
+_BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def json_depth(text: str) -> int:
+    """How deep the arrays and objects of ``text`` nest, counted without parsing it.
+
+    Why a scan and not a guard around the parser: catching RecursionError would tie the
+    limit to the interpreter's recursion limit and to how deep the stack already is, and
+    would still let a body just under it be parsed (and walked by every serializer after
+    it); measuring the depth of the parsed value would itself recurse. This is one pass of
+    two regular expressions (strings removed, so that a bracket inside a string does not
+    count, then everything but brackets) and a running sum in C: linear, never recursive,
+    a few milliseconds for 64 KiB of nothing but brackets, less than parsing them.
+
+    Up to the parser's first error, and within the first complete value (it parses no
+    further), its lexing and this one agree, so the count is never below the depth the
+    parser would reach: for valid JSON it is the exact depth.
+    """
+    brackets = _NOT_A_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0)
+
+
+def _object_without_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _value in pairs:
+            if key in seen:
+                raise ApiError(
+                    status=HTTPStatus.BAD_REQUEST,
+                    code="DUPLICATE_FIELD",
+                    message=f"The key {key[:64]!r} appears more than once in one object.",
+                    field=key[:64],
+                )
+            seen.add(key)
+    return result
 
 
 class AlwaysJson(BaseContentNegotiation):

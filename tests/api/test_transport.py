@@ -37,3 +37,123 @@ def test_an_unsafe_method_on_an_unknown_route_is_the_json_404_not_a_csrf_page(
     assert response.status_code == HTTPStatus.NOT_FOUND, response.content
     assert response["Content-Type"] == "application/json"
     assert error_codes(response) == ["ROUTE_NOT_FOUND"]
+
+
+# ------------------------------------------------------------------ how deep, which keys
+
+
+def nested(depth: int, innermost: str = "1") -> str:
+    """A JSON value ``depth`` levels deep: objects and arrays in turn."""
+    text = innermost
+    for level in range(depth):
+        text = f'{{"x": {text}}}' if level % 2 else f"[{text}]"
+    return text
+
+
+@pytest.fixture
+def json_routes(client_all, issued_key, organization) -> list[tuple[str, str]]:
+    """A JSON route of each kind: create, verify, rotate (PUT), add members (nested), and
+    a PATCH."""
+    role = client_all.post(
+        "/api/v1/roles", {"name": "Admin", "key": "admin"}, format="json"
+    ).json()["role"]["id"]
+    return [
+        ("POST", "/api/v1/api_keys"),
+        ("POST", "/api/v1/api_keys/verify"),
+        ("PUT", f"/api/v1/api_keys/{issued_key.api_key.id}"),
+        ("POST", f"/api/v1/organizations/{organization.code}/users"),
+        ("PATCH", f"/api/v1/roles/{role}/system_permissions"),
+    ]
+
+
+def send(client: APIClient, method: str, path: str, text: str):
+    return client.generic(method, path, text.encode(), content_type="application/json")
+
+
+@pytest.mark.parametrize("depth", [33, 100, 1_000, 10_000])
+def test_json_nested_deeper_than_32_levels_is_invalid_json_on_every_route(
+    client_all, json_routes, issued_key, depth, caplog
+) -> None:
+    body = f'{{"expire_previous_in": 60, "deep": {nested(depth - 1)}}}'
+    for method, path in json_routes:
+        response = send(client_all, method, path, body)
+        assert response.status_code == HTTPStatus.BAD_REQUEST, (path, response.content)
+        assert error_codes(response) == ["INVALID_JSON"]
+    assert "Traceback" not in caplog.text and "RecursionError" not in caplog.text
+    # Nothing was done: the rotation above did not happen.
+    assert client_all.post(
+        "/api/v1/api_keys/verify", {"api_key": issued_key.plaintext}, format="json"
+    ).json()["is_valid"]
+
+
+def test_json_32_levels_deep_is_parsed_and_brackets_in_strings_do_not_count(client_all, json_routes):
+    brackets = "[[[[{{{{" * 100
+    for body in (f'{{"deep": {nested(31)}}}', f'{{"api_key": "{brackets}", "x": [[["]]]]]"]]]}}'):
+        for method, path in json_routes:
+            response = send(client_all, method, path, body)
+            # Parsed, then refused by the view for its contents, never as unreadable JSON.
+            assert response.status_code == HTTPStatus.BAD_REQUEST, response.content
+            assert "INVALID_JSON" not in error_codes(response), (path, body[:40])
+
+
+def test_a_repeated_key_is_duplicate_field_and_creates_nothing(client_all, api, organization) -> None:
+    other = client_all.post("/api/v1/organization", {"name": "Other"}, format="json").json()
+    body = (
+        f'{{"name": "k", "api_id": "{api.id}", "scope_ids": [], '
+        f'"org_code": "{organization.code}", "org_code": "{other["organization"]["code"]}"}}'
+    )
+    response = send(client_all, "POST", "/api/v1/api_keys", body)
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response.json()["errors"] == [
+        {"code": "DUPLICATE_FIELD", "message": response.json()["errors"][0]["message"], "field": "org_code"}
+    ]
+    assert client_all.get("/api/v1/api_keys").json()["api_keys"] == []
+
+
+def test_a_key_repeated_at_any_depth_is_duplicate_field_on_every_route(client_all, json_routes) -> None:
+    for body, field in [
+        ('{"api_key": "a", "api_key": "a"}', "api_key"),
+        ('{"users": [{"id": "kp_1", "roles": [], "id": "kp_2"}]}', "id"),
+        ('{"a": [[{"b": {"c": 1, "c": 2}}]]}', "c"),
+    ]:
+        for method, path in json_routes:
+            response = send(client_all, method, path, body)
+            assert response.status_code == HTTPStatus.BAD_REQUEST
+            assert error_codes(response) == ["DUPLICATE_FIELD"]
+            assert response.json()["errors"][0]["field"] == field
+
+
+def test_a_repeated_key_shaped_like_an_api_key_is_redacted(client_all) -> None:
+    key = "k_live_" + "A" * 40
+    response = send(client_all, "POST", "/api/v1/api_keys/verify", f'{{"{key}": 1, "{key}": 2}}')
+    assert error_codes(response) == ["DUPLICATE_FIELD"]
+    assert key not in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    "text, depth",
+    [
+        ("", 0),
+        ("1", 0),
+        ("{}", 1),
+        ('{"a": [1, {"b": []}]}', 4),
+        ('{"a": "[[[{{{"}', 1),
+        ('{"a": "x\\"[[[", "b": [[1]]}', 3),  # an escaped quote does not end the string
+        ('["\\\\", [[]]]', 3),  # an escaped backslash does not escape the quote after it
+        ('["unterminated [[[[', 1),
+        ("[" * 40, 40),
+    ],
+)
+def test_json_depth_counts_brackets_outside_strings(text: str, depth: int) -> None:
+    from apikeys.api.base import json_depth
+
+    assert json_depth(text) == depth
+
+
+@pytest.mark.parametrize("text", ['"\\' * 32768, '"' * 65536, '"\\"' * 20000, "[" * 65536])
+def test_json_depth_of_pathological_bodies_is_computed_without_recursion(text: str) -> None:
+    """Every quote starting a string that never ends once was quadratic (tens of seconds
+    for 64 KiB); the scan must be linear and never recurse."""
+    from apikeys.api.base import json_depth
+
+    assert json_depth(text) == (65536 if text.startswith("[") else 0)
