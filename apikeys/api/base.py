@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from itertools import accumulate
 from http import HTTPStatus
+from itertools import accumulate
 from typing import Any
 
 from django.db.models import QuerySet
@@ -27,7 +27,13 @@ from rest_framework.utils import json
 from rest_framework.views import APIView
 
 from apikeys.api.errors import ApiError, bad_request, exception_handler
-from apikeys.http import client_ip
+from apikeys.http import (
+    BodyTooLarge,
+    BodyUnreadable,
+    LengthRequired,
+    client_ip,
+    read_unannounced_body,
+)
 from apikeys.services import Actor
 
 MAX_BODY_BYTES = 64 * 1024
@@ -187,6 +193,20 @@ class ManagementApiView(APIView):
 
     @staticmethod
     def _check_body(request: Request) -> None:
+        # A chunked body is read whole (or refused) first, so that the size and media-type
+        # rules below, and the parser, see it like any other.
+        try:
+            read_unannounced_body(request._request, limit=MAX_BODY_BYTES)
+        except BodyTooLarge:
+            raise _too_large() from None
+        except LengthRequired:
+            raise ApiError(
+                status=HTTPStatus.LENGTH_REQUIRED,
+                code="LENGTH_REQUIRED",
+                message="This server cannot read a body sent without Content-Length; send one.",
+            ) from None
+        except BodyUnreadable:
+            raise bad_request("INVALID_REQUEST", "The body could not be read.") from None
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:

@@ -51,6 +51,7 @@ ERRORS = {
     403: s.ErrorOut,
     404: s.ErrorOut,
     409: s.ErrorOut,
+    411: s.ErrorOut,
     413: s.ErrorOut,
     415: s.ErrorOut,
 }

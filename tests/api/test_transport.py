@@ -157,3 +157,122 @@ def test_json_depth_of_pathological_bodies_is_computed_without_recursion(text: s
     from apikeys.api.base import json_depth
 
     assert json_depth(text) == (65536 if text.startswith("[") else 0)
+
+
+# ------------------------------------------------------------------ bodies without a length
+
+
+def chunked(
+    client: APIClient,
+    method: str,
+    path: str,
+    body: bytes,
+    *,
+    content_type: str = "application/json",
+    server_gives_the_body: bool = True,
+    **extra: str,
+):
+    """A request whose body came ``Transfer-Encoding: chunked``, as a WSGI server hands it
+    to Django: no CONTENT_LENGTH, the de-chunked bytes in ``wsgi.input``, and (gunicorn,
+    mod_wsgi) ``wsgi.input_terminated`` saying that reading it to its end is safe."""
+    import io
+
+    environ = {
+        "CONTENT_TYPE": content_type,
+        "HTTP_TRANSFER_ENCODING": "chunked",
+        # Read as gunicorn's de-chunked body reads: up to the size asked, less at its end.
+        "wsgi.input": io.BytesIO(body),
+        **extra,
+    }
+    if server_gives_the_body:
+        environ["wsgi.input_terminated"] = True
+    return client.generic(method, path, b"", content_type=None, **environ)
+
+
+def old_secret_still_valid(client: APIClient, key: str) -> bool:
+    return client.post("/api/v1/api_keys/verify", {"api_key": key}, format="json").json()["is_valid"]
+
+
+def test_a_chunked_rotation_body_is_read_and_its_grace_period_kept(client_all, issued_key) -> None:
+    path = f"/api/v1/api_keys/{issued_key.api_key.id}"
+    response = chunked(client_all, "PUT", path, b'{"expire_previous_in": 3600}')
+    assert response.status_code == HTTPStatus.CREATED, response.content
+    assert old_secret_still_valid(client_all, issued_key.plaintext)
+
+
+def test_a_chunked_create_body_is_read(client_all, api, organization) -> None:
+    body = f'{{"name": "chunked", "api_id": "{api.id}", "scope_ids": [], "org_code": "{organization.code}"}}'
+    response = chunked(client_all, "POST", "/api/v1/api_keys", body.encode())
+    assert response.status_code == HTTPStatus.CREATED, response.content
+    assert client_all.get("/api/v1/api_keys").json()["api_keys"][0]["name"] == "chunked"
+
+
+@pytest.mark.parametrize(
+    "body, content_type, status, code",
+    [
+        (b"expire_previous_in=3600", "text/plain", HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE"),
+        (b'{"expire_previous_in": 3600}', "", HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE"),
+        (b'{"expire_previous_in": 3600, "typo": 1}', "application/json", HTTPStatus.BAD_REQUEST, "UNKNOWN_FIELD"),
+        (b'{"expire_previous_in": ', "application/json", HTTPStatus.BAD_REQUEST, "INVALID_JSON"),
+        (b'{"a": "' + b"x" * (64 * 1024) + b'"}', "application/json", HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "REQUEST_TOO_LARGE"),
+    ],
+)
+def test_a_chunked_body_meets_the_same_checks_as_any_other(
+    client_all, issued_key, body, content_type, status, code
+) -> None:
+    path = f"/api/v1/api_keys/{issued_key.api_key.id}"
+    response = chunked(client_all, "PUT", path, body, content_type=content_type)
+    assert response.status_code == status, response.content
+    assert error_codes(response) == [code]
+    # Nothing was rotated: the secret is the same.
+    assert old_secret_still_valid(client_all, issued_key.plaintext)
+    key = client_all.get(path).json()["api_key"]
+    assert key["rotated_on"] is None
+
+
+def test_a_chunked_body_the_server_cannot_give_is_refused_with_411(client_all, issued_key) -> None:
+    path = f"/api/v1/api_keys/{issued_key.api_key.id}"
+    for method in ("PUT", "DELETE"):
+        response = chunked(
+            client_all, method, path, b'{"expire_previous_in": 3600}', server_gives_the_body=False
+        )
+        assert response.status_code == HTTPStatus.LENGTH_REQUIRED, response.content
+        assert error_codes(response) == ["LENGTH_REQUIRED"]
+    assert client_all.get(path).json()["api_key"]["rotated_on"] is None
+    assert client_all.get(path).json()["api_key"]["status"] == "active"
+
+
+def test_both_a_length_and_chunked_framing_is_refused(client_all, issued_key) -> None:
+    path = f"/api/v1/api_keys/{issued_key.api_key.id}"
+    response = chunked(client_all, "PUT", path, b'{"expire_previous_in": 3600}', CONTENT_LENGTH="0")
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert error_codes(response) == ["INVALID_REQUEST"]
+    assert client_all.get(path).json()["api_key"]["rotated_on"] is None
+
+
+def test_a_body_that_breaks_off_while_read_is_a_400_not_a_500(client_all, issued_key) -> None:
+    class BrokenChunks:
+        def read(self, size: int = -1) -> bytes:
+            raise ValueError("Invalid chunk size")
+
+        readline = read
+
+    path = f"/api/v1/api_keys/{issued_key.api_key.id}"
+    response = chunked(client_all, "PUT", path, b"", **{"wsgi.input": BrokenChunks()})
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert error_codes(response) == ["INVALID_REQUEST"]
+
+
+def test_under_asgi_a_body_without_a_length_is_read_in_full() -> None:
+    """HTTP/2 bodies need no Content-Length: under ASGI the handler has them whole."""
+    import io
+
+    from django.core.handlers.asgi import ASGIRequest
+
+    from apikeys.http import read_unannounced_body
+
+    scope = {"type": "http", "method": "PUT", "path": "/api/v1/api_keys/x", "headers": []}
+    request = ASGIRequest(scope, io.BytesIO(b'{"expire_previous_in": 3600}'))
+    read_unannounced_body(request, limit=64 * 1024)
+    assert request.META["CONTENT_LENGTH"] == "28"
+    assert request.body == b'{"expire_previous_in": 3600}'
