@@ -57,6 +57,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, before SecurityMiddleware (which reads the host for its SSL redirect): a Host
+    # outside ALLOWED_HOSTS gets JSON from the Management API and the token endpoint.
+    "apikeys.middleware.DisallowedHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "apikeys.middleware.RejectNulMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -276,3 +276,58 @@ def test_under_asgi_a_body_without_a_length_is_read_in_full() -> None:
     read_unannounced_body(request, limit=64 * 1024)
     assert request.META["CONTENT_LENGTH"] == "28"
     assert request.body == b'{"expire_previous_in": 3600}'
+
+
+# ------------------------------------------------------------------ hosts not served
+
+
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("get", "/api/v1/api_keys"),
+        ("post", "/api/v1/api_keys/verify"),
+        ("get", "/api/v1/nowhere"),
+        ("delete", "/api/v1/apis/x"),
+    ],
+)
+@pytest.mark.parametrize("ssl_redirect", [False, True])
+def test_a_host_not_served_gets_the_contracts_json_400_from_the_management_api(
+    settings, method: str, path: str, ssl_redirect: bool
+) -> None:
+    settings.DEBUG = False
+    settings.SECURE_SSL_REDIRECT = ssl_redirect  # SecurityMiddleware then reads the host first
+    response = getattr(APIClient(), method)(path, HTTP_HOST="evil.example.com")
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response["Content-Type"] == "application/json"
+    assert error_codes(response) == ["INVALID_HOST"]
+
+
+@pytest.mark.parametrize("ssl_redirect", [False, True])
+def test_a_host_not_served_gets_an_oauth_json_400_from_the_token_endpoint(settings, ssl_redirect) -> None:
+    settings.DEBUG = False
+    settings.SECURE_SSL_REDIRECT = ssl_redirect
+    response = APIClient().post(
+        "/oauth2/token",
+        {"grant_type": "client_credentials", "client_id": "x", "client_secret": "y"},
+        SERVER_NAME="evil.example.com",
+    )
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"] == "invalid_request"
+    assert set(response.json()) == {"error", "error_description"}
+
+
+def test_a_host_not_served_elsewhere_keeps_djangos_answer_and_every_refusal_is_logged(
+    settings, caplog
+) -> None:
+    settings.DEBUG = False
+    with caplog.at_level("ERROR", logger="django.security.DisallowedHost"):
+        portal = APIClient().get("/portal/", HTTP_HOST="evil.example.com")
+        APIClient().get("/api/v1/api_keys", HTTP_HOST="evil.example.com")
+    assert portal.status_code == HTTPStatus.BAD_REQUEST
+    assert not portal["Content-Type"].startswith("application/json")
+    assert len([r for r in caplog.records if r.name == "django.security.DisallowedHost"]) == 2
+
+
+def test_a_served_host_is_not_refused(client_all) -> None:
+    assert client_all.get("/api/v1/apis", HTTP_HOST="localhost").status_code == HTTPStatus.OK
