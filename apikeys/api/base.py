@@ -1,6 +1,10 @@
 """What every Management API view shares: M2M token authentication, per-method scopes,
 strict JSON in and out, the contract's errors and cursor pagination.
 
+A query names only the parameters its view declares for the method (``query_parameters``,
+the same list the OpenAPI document shows): any other is 400 ``UNKNOWN_PARAMETER``, so a
+typo in a filter cannot silently widen a list.
+
 A body is JSON of at most 64 KiB (413 past it), an object nested at most 32 levels deep
 (400 ``INVALID_JSON`` past it) in which no object repeats a key (400 ``DUPLICATE_FIELD``:
 with the last one winning, two clients reading the same body could each see another value).
@@ -15,6 +19,7 @@ from itertools import accumulate
 from typing import Any
 
 from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter
 from oauth2_provider.contrib.rest_framework import OAuth2Authentication
 from rest_framework import exceptions as drf
 from rest_framework.negotiation import BaseContentNegotiation
@@ -172,6 +177,10 @@ class ManagementApiView(APIView):
     content_negotiation_class = AlwaysJson
     throttle_classes: list[Any] = []
     required_scopes: dict[str, list[str]] = {}
+    #: The query parameters each method accepts (HEAD: GET's), also given to
+    #: ``extend_schema(parameters=...)`` so the document shows exactly these. A method not
+    #: listed accepts none.
+    query_parameters: dict[str, list[OpenApiParameter]] = {}
 
     def get_exception_handler(self) -> Callable[..., Any]:
         return exception_handler
@@ -180,6 +189,16 @@ class ManagementApiView(APIView):
         self._check_body(request)
         self._check_nul(request, kwargs)
         super().initial(request, *args, **kwargs)
+        # After authentication and scopes: a caller without access learns nothing more.
+        self._check_query_names(request)
+
+    def _check_query_names(self, request: Request) -> None:
+        method = "GET" if request.method == "HEAD" else request.method
+        known = {p.name for p in self.query_parameters.get(method or "", [])}
+        unknown = sorted(set(request.query_params) - known)
+        if unknown:
+            name = unknown[0][:64]
+            raise bad_request("UNKNOWN_PARAMETER", f"Unknown query parameter {name!r}.", name)
 
     @staticmethod
     def _check_nul(request: Request, kwargs: dict[str, Any]) -> None:

@@ -61,6 +61,24 @@ PAGE_PARAMS = [
 ]
 
 
+def kinde_ignored(name: str) -> OpenApiParameter:
+    """A query parameter Kinde's Management API defines for the path and this service does
+    not implement: accepted (a Kinde client keeps working) and ignored, and documented as
+    such. Any value is accepted, so it has no enum (a fuzzer would call a refusal wrong)."""
+    return OpenApiParameter(
+        name,
+        str,
+        description=f"{IGNORED_PREFIX} Kinde's Management API defines it for this path; this "
+        "service accepts it for compatibility and ignores it (lists come newest first, one "
+        "page at a time through page_size and starting_after).",
+    )
+
+
+IGNORED_PREFIX = "Ignored."
+# Kinde's cursor and order for its lists: ignored here (starting_after and newest first).
+KINDE_LIST_PARAMS = [kinde_ignored("sort"), kinde_ignored("next_token")]
+
+
 def _envelope(name: str, item: Any, code: str = "OK", message: str = "Success") -> Any:
     return inline_serializer(
         name=name,
@@ -175,17 +193,20 @@ def _secret_response(body: dict[str, Any], status: int) -> Response:
 
 class ApiKeysApi(ManagementApiView):
     required_scopes = {"GET": ["read:api_keys"], "POST": ["create:api_keys"]}
-
-    @extend_schema(
-        operation_id="list_api_keys",
-        parameters=[
+    query_parameters = {
+        "GET": [
             *PAGE_PARAMS,
             OpenApiParameter("key_type", str, enum=["organization", "user"]),
             OpenApiParameter("status", str, enum=["active", "revoked", "expired"]),
             OpenApiParameter("user_id", str),
             OpenApiParameter("org_code", str),
             OpenApiParameter("api_id", str),
-        ],
+        ]
+    }
+
+    @extend_schema(
+        operation_id="list_api_keys",
+        parameters=query_parameters["GET"],
         responses={200: _list_envelope("ApiKeyList", "api_keys", s.ApiKeyOut), **ERRORS},
     )
     def get(self, request: Request) -> Response:
@@ -361,8 +382,9 @@ class ApiKeyVerifyApi(ManagementApiView):
 
 class ApisApi(ManagementApiView):
     required_scopes = {"GET": ["read:apis"], "POST": ["create:apis"]}
+    query_parameters = {"GET": [*PAGE_PARAMS, kinde_ignored("expand")]}
 
-    @extend_schema(operation_id="list_apis", parameters=PAGE_PARAMS, responses={200: _list_envelope("ApiList", "apis", s.ApiOut), **ERRORS})
+    @extend_schema(operation_id="list_apis", parameters=query_parameters["GET"], responses={200: _list_envelope("ApiList", "apis", s.ApiOut), **ERRORS})
     def get(self, request: Request) -> Response:
         items, has_more = paginate(
             request, Api.objects.all(), order_field="id", cursor_value=lambda v: _matches(API_ID_PATTERN, v)
@@ -397,8 +419,9 @@ class ApiApi(ManagementApiView):
 
 class ApiScopesApi(ManagementApiView):
     required_scopes = {"GET": ["read:api_scopes"], "POST": ["create:api_scopes"]}
+    query_parameters = {"GET": PAGE_PARAMS}
 
-    @extend_schema(operation_id="list_api_scopes", parameters=PAGE_PARAMS, responses={200: _list_envelope("ScopeList", "scopes", s.ScopeOut), **ERRORS})
+    @extend_schema(operation_id="list_api_scopes", parameters=query_parameters["GET"], responses={200: _list_envelope("ScopeList", "scopes", s.ScopeOut), **ERRORS})
     def get(self, request: Request, api_id: str) -> Response:
         api = _api_in_path(api_id)
         items, has_more = paginate(
@@ -446,10 +469,11 @@ class ApiScopeApi(ManagementApiView):
 
 class OrganizationApi(ManagementApiView):
     required_scopes = {"GET": ["read:organizations"], "POST": ["create:organizations"]}
+    query_parameters = {"GET": [OpenApiParameter("code", str, required=True)]}
 
     @extend_schema(
         operation_id="get_organization",
-        parameters=[OpenApiParameter("code", str, required=True)],
+        parameters=query_parameters["GET"],
         responses={200: _envelope("OrganizationRead", {"organization": s.OrganizationOut()}), **ERRORS},
     )
     def get(self, request: Request) -> Response:
@@ -485,8 +509,9 @@ class OrganizationUpdateApi(ManagementApiView):
 
 class OrganizationsApi(ManagementApiView):
     required_scopes = {"GET": ["read:organizations"]}
+    query_parameters = {"GET": [*PAGE_PARAMS, *KINDE_LIST_PARAMS]}
 
-    @extend_schema(operation_id="list_organizations", parameters=PAGE_PARAMS, responses={200: _list_envelope("OrganizationList", "organizations", s.OrganizationOut), **ERRORS})
+    @extend_schema(operation_id="list_organizations", parameters=query_parameters["GET"], responses={200: _list_envelope("OrganizationList", "organizations", s.OrganizationOut), **ERRORS})
     def get(self, request: Request) -> Response:
         items, has_more = paginate(
             request,
@@ -499,8 +524,11 @@ class OrganizationsApi(ManagementApiView):
 
 class OrganizationUsersApi(ManagementApiView):
     required_scopes = {"GET": ["read:organizations"], "POST": ["update:organizations"]}
+    query_parameters = {
+        "GET": [*PAGE_PARAMS, *KINDE_LIST_PARAMS, kinde_ignored("permissions"), kinde_ignored("roles")]
+    }
 
-    @extend_schema(operation_id="list_organization_users", parameters=PAGE_PARAMS, responses={200: _list_envelope("OrganizationUserList", "users", s.OrganizationUserOut), **ERRORS})
+    @extend_schema(operation_id="list_organization_users", parameters=query_parameters["GET"], responses={200: _list_envelope("OrganizationUserList", "users", s.OrganizationUserOut), **ERRORS})
     def get(self, request: Request, org_code: str) -> Response:
         org = _org_in_path(org_code)
         members = Membership.objects.filter(organization=org).select_related("user").prefetch_related("roles")
@@ -548,10 +576,11 @@ class OrganizationUsersApi(ManagementApiView):
 
 class UserApi(ManagementApiView):
     required_scopes = {"GET": ["read:users"], "POST": ["create:users"]}
+    query_parameters = {"GET": [OpenApiParameter("id", str, required=True), kinde_ignored("expand")]}
 
     @extend_schema(
         operation_id="get_user",
-        parameters=[OpenApiParameter("id", str, required=True)],
+        parameters=query_parameters["GET"],
         responses={200: s.UserOut, **ERRORS},
     )
     def get(self, request: Request) -> Response:
@@ -576,10 +605,21 @@ class UserApi(ManagementApiView):
 
 class UsersApi(ManagementApiView):
     required_scopes = {"GET": ["read:users"]}
+    query_parameters = {
+        "GET": [
+            *PAGE_PARAMS,
+            OpenApiParameter("email", str),
+            OpenApiParameter("user_id", str, description="Only the user with this id (kp_…)."),
+            *KINDE_LIST_PARAMS,
+            kinde_ignored("username"),
+            kinde_ignored("expand"),
+            kinde_ignored("has_organization"),
+        ]
+    }
 
     @extend_schema(
         operation_id="list_users",
-        parameters=[*PAGE_PARAMS, OpenApiParameter("email", str)],
+        parameters=query_parameters["GET"],
         responses={200: _list_envelope("UserList", "users", s.UserOut), **ERRORS},
     )
     def get(self, request: Request) -> Response:
@@ -587,6 +627,9 @@ class UsersApi(ManagementApiView):
         email = _filter_value(request, "email")
         if email is not None:
             users = users.filter(email__iexact=email)
+        user_id = _filter_value(request, "user_id")
+        if user_id is not None:
+            users = users.filter(public_id=user_id)
         items, has_more = paginate(
             request, users, order_field="public_id", cursor_value=lambda v: _matches(USER_ID_PATTERN, v)
         )
@@ -598,8 +641,9 @@ class UsersApi(ManagementApiView):
 
 class RolesApi(ManagementApiView):
     required_scopes = {"GET": ["read:roles"], "POST": ["create:roles"]}
+    query_parameters = {"GET": [*PAGE_PARAMS, *KINDE_LIST_PARAMS]}
 
-    @extend_schema(operation_id="list_roles", parameters=PAGE_PARAMS, responses={200: _list_envelope("RoleList", "roles", s.RoleOut), **ERRORS})
+    @extend_schema(operation_id="list_roles", parameters=query_parameters["GET"], responses={200: _list_envelope("RoleList", "roles", s.RoleOut), **ERRORS})
     def get(self, request: Request) -> Response:
         items, has_more = paginate(
             request, Role.objects.all(), order_field="id", cursor_value=lambda v: _matches(API_ID_PATTERN, v)
@@ -636,10 +680,11 @@ class RolePermissionsApi(ManagementApiView):
 
 class SystemPermissionsApi(ManagementApiView):
     required_scopes = {"GET": ["read:roles"]}
+    query_parameters = {"GET": PAGE_PARAMS}
 
     @extend_schema(
         operation_id="list_system_permissions",
-        parameters=PAGE_PARAMS,
+        parameters=query_parameters["GET"],
         responses={200: _list_envelope("SystemPermissionList", "system_permissions", s.SystemPermissionOut), **ERRORS},
     )
     def get(self, request: Request) -> Response:

@@ -331,3 +331,118 @@ def test_a_host_not_served_elsewhere_keeps_djangos_answer_and_every_refusal_is_l
 
 def test_a_served_host_is_not_refused(client_all) -> None:
     assert client_all.get("/api/v1/apis", HTTP_HOST="localhost").status_code == HTTPStatus.OK
+
+
+# ------------------------------------------------------------------ unknown query parameters
+
+
+def routes() -> list[tuple[str, type, str]]:
+    """Every registered route of the Management API, from its URLconf: (a path with
+    placeholder ids, the view class, the method), for every method the view offers."""
+    from django.urls import reverse
+
+    from apikeys.api.urls import urlpatterns
+
+    found = []
+    for pattern in urlpatterns:
+        if pattern.name == "route-not-found":
+            continue
+        kwargs = {name: "x" for name in pattern.pattern.converters}
+        path = reverse(f"apikeys-api:{pattern.name}", kwargs=kwargs)
+        view = pattern.callback.view_class
+        found += [(path, view, method) for method in view.required_scopes]
+    return found
+
+
+ROUTES = routes()
+
+
+def test_the_walk_covers_every_route_and_every_list() -> None:
+    from apikeys.api.urls import urlpatterns
+
+    assert len({path for path, _, _ in ROUTES}) == len(urlpatterns) - 1
+    assert len([r for r in ROUTES if r[2] == "GET"]) >= 12
+
+
+@pytest.mark.parametrize("path, view, method", ROUTES, ids=[f"{m} {p}" for p, _, m in ROUTES])
+def test_an_unknown_query_parameter_is_400_on_every_route(
+    client_all, path: str, view: type, method: str
+) -> None:
+    known = {p.name for p in view.query_parameters.get(method, [])}
+    query = {name: "1" for name in sorted(known) if name != "starting_after"}
+    query["statuz"] = "active"
+    response = client_all.generic(
+        method, path, b"{}", content_type="application/json", QUERY_STRING=_encode(query)
+    )
+    assert response.status_code == HTTPStatus.BAD_REQUEST, response.content
+    assert response.json()["errors"] == [
+        {"code": "UNKNOWN_PARAMETER", "message": response.json()["errors"][0]["message"], "field": "statuz"}
+    ]
+
+
+def _encode(query: dict[str, str]) -> str:
+    from urllib.parse import urlencode
+
+    return urlencode(query)
+
+
+def test_a_typo_in_a_filter_does_not_widen_the_list(client_all, issued_key) -> None:
+    client_all.delete(f"/api/v1/api_keys/{issued_key.api_key.id}")
+    response = client_all.get("/api/v1/api_keys?statuz=active")
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert error_codes(response) == ["UNKNOWN_PARAMETER"]
+
+
+def test_an_unknown_parameter_shaped_like_a_key_is_redacted(client_all) -> None:
+    key = "k_live_" + "B" * 40
+    response = client_all.get(f"/api/v1/api_keys?{key}=1")
+    assert error_codes(response) == ["UNKNOWN_PARAMETER"]
+    assert key not in response.content.decode()
+
+
+def test_unknown_parameters_are_checked_after_the_token(db) -> None:
+    response = APIClient().get("/api/v1/api_keys?statuz=active")
+    assert response.status_code == HTTPStatus.UNAUTHORIZED
+
+
+KINDE_PARAMETERS = [
+    ("/api/v1/apis", {"expand": "scopes"}),
+    ("/api/v1/organizations", {"sort": "name_asc", "next_token": "abc"}),
+    ("/api/v1/users", {"sort": "email_asc", "next_token": "abc", "username": "ada", "expand": "organizations", "has_organization": "true"}),
+    ("/api/v1/roles", {"sort": "name_desc", "next_token": "abc"}),
+    ("/api/v1/user", {"expand": "organizations,identities"}),
+    ("/api/v1/organizations/{org}/users", {"sort": "name_asc", "next_token": "abc", "permissions": "p", "roles": "r"}),
+]
+
+
+@pytest.mark.parametrize("path, query", KINDE_PARAMETERS)
+def test_the_parameters_kinde_defines_for_a_path_are_accepted(client_all, organization, user, path, query) -> None:
+    query = {**query, **({"id": user.public_id} if path == "/api/v1/user" else {})}
+    response = client_all.get(path.format(org=organization.code), query)
+    assert response.status_code == HTTPStatus.OK, response.content
+
+
+def test_users_filter_by_user_id(client_all) -> None:
+    first = client_all.post("/api/v1/user", {"email": "a@example.com"}, format="json").json()["id"]
+    client_all.post("/api/v1/user", {"email": "b@example.com"}, format="json")
+    users = client_all.get("/api/v1/users", {"user_id": first}).json()["users"]
+    assert [u["id"] for u in users] == [first]
+
+
+def test_the_openapi_document_shows_exactly_the_parameters_each_route_accepts(client_all) -> None:
+    import re
+
+    document = client_all.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    for path, view, method in ROUTES:
+        template = re.sub(r"/x(?=/|$)", "/{}", path)
+        matches = [
+            item for name, item in document["paths"].items() if re.sub(r"\{\w+\}", "{}", name) == template
+        ]
+        assert len(matches) == 1, path
+        operation = matches[0][method.lower()]
+        documented = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
+        assert documented == {p.name for p in view.query_parameters.get(method, [])}, (method, path)
+        ignored = {
+            p["name"] for p in operation.get("parameters", []) if p.get("description", "").startswith("Ignored.")
+        }
+        assert ignored <= documented
