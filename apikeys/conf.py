@@ -17,6 +17,9 @@ Every knob, with its default:
 - ``VERIFY_FAILURE_LIMIT`` (``300``) and ``VERIFY_FAILURE_WINDOW`` (``60`` seconds): failed
   verifications one M2M application may make per window before further failures answer
   429; ``0`` switches the limit off.
+- ``AUTHENTICATION_FAILURE_LIMIT`` (``300``) and ``AUTHENTICATION_FAILURE_WINDOW`` (``60``
+  seconds): keys refused by ``ApiKeyAuthentication`` (checked in-process) one client IP may
+  present per window before further refusals answer 429; ``0`` switches the limit off.
 - ``MANAGEMENT_API_AUDIENCE`` (``None``): the audience an M2M token request may name;
   ``None`` means ``<scheme>://<host>/api`` of the request.
 - ``PORTAL_RETURN_URL_HOSTS`` (``[]``): hosts a portal link's ``return_url`` may point at
@@ -50,6 +53,10 @@ DEFAULTS: dict[str, Any] = {
     # answer 429 (valid keys still verify), and the window in seconds.
     "VERIFY_FAILURE_LIMIT": 300,
     "VERIFY_FAILURE_WINDOW": 60,
+    # Keys refused by ApiKeyAuthentication one client IP may present per window before
+    # further refusals answer 429 (valid keys still authenticate), and the window in seconds.
+    "AUTHENTICATION_FAILURE_LIMIT": 300,
+    "AUTHENTICATION_FAILURE_WINDOW": 60,
     # The audience an M2M token request may name; None: "<scheme>://<host>/api" of the request.
     "MANAGEMENT_API_AUDIENCE": None,
     # --- Self-serve portal (the ``portal`` app).

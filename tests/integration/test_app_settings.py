@@ -36,6 +36,8 @@ def test_the_test_settings_pass_every_apikeys_check():
         ({"VERIFY_FAILURE_WINDOW": -60}, "apikeys.E006"),
         ({"VERIFY_FAILURE_LIMIT": "300"}, "apikeys.E006"),
         ({"VERIFY_FAILURE_LIMIT": True}, "apikeys.E006"),
+        ({"AUTHENTICATION_FAILURE_LIMIT": -1}, "apikeys.E006"),
+        ({"AUTHENTICATION_FAILURE_WINDOW": "60"}, "apikeys.E006"),
         ({"HASHING_SECRETS": "x" * 40}, "apikeys.E001"),
     ],
     ids=[
@@ -47,6 +49,8 @@ def test_the_test_settings_pass_every_apikeys_check():
         "negative-window",
         "limit-as-text",
         "limit-as-bool",
+        "negative-authentication-limit",
+        "authentication-window-as-text",
         "unknown-knob",
     ],
 )
