@@ -61,6 +61,10 @@ PAGE_PARAMS = [
 ]
 
 
+# Starts the description of every accepted-but-ignored parameter in the OpenAPI document.
+IGNORED_PREFIX = "Ignored."
+
+
 def kinde_ignored(name: str) -> OpenApiParameter:
     """A query parameter Kinde's Management API defines for the path and this service does
     not implement: accepted (a Kinde client keeps working) and ignored, and documented as
@@ -74,7 +78,6 @@ def kinde_ignored(name: str) -> OpenApiParameter:
     )
 
 
-IGNORED_PREFIX = "Ignored."
 # Kinde's cursor and order for its lists: ignored here (starting_after and newest first).
 KINDE_LIST_PARAMS = [kinde_ignored("sort"), kinde_ignored("next_token")]
 
