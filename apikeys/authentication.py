@@ -32,6 +32,13 @@ A key that does not verify answers 401 with
 (``is_active`` false) is refused as ``API_KEY_INVALID``, as Django refuses such users a
 sign-in. Neither the key nor any part of it ever reaches a log line or an error body.
 
+Refusals are limited per client IP, as the verify endpoint limits them per application:
+past ``APIKEYS["AUTHENTICATION_FAILURE_LIMIT"]`` in ``AUTHENTICATION_FAILURE_WINDOW``
+seconds, a refused key answers 429 ``{"errors": [{"code": "RATE_LIMITED", …}]}`` with
+``Retry-After`` and ``RateLimit-Reset`` (set on the view, so whatever exception handler the
+platform uses sends them), while valid keys still authenticate: guessing gets nowhere, and
+a noisy client cannot lock anyone out. When the cache is down the limit steps aside.
+
 Precedence with other authenticators
 ------------------------------------
 - Only ``Bearer`` credentials that start with ``k_live_`` are ours. Anything else (no
@@ -59,8 +66,9 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
 
-from apikeys import crypto, services
+from apikeys import conf, crypto, services
 from apikeys.http import client_ip
+from apikeys.ratelimit import record_failure
 from apikeys.services import Verification
 
 logger = logging.getLogger(__name__)
@@ -69,6 +77,8 @@ logger = logging.getLogger(__name__)
 INVALID_API_KEY_MESSAGE = "Invalid API key"
 #: Code of the 401 when a view needs an API key and the request carries none.
 API_KEY_MISSING = "API_KEY_MISSING"
+#: Code of the 429 past the failure limit (the verify endpoint's code for the same limit).
+RATE_LIMITED = "RATE_LIMITED"
 
 _KEY_PREFIX = crypto.KEY_PREFIX.encode("ascii")
 
@@ -88,6 +98,22 @@ class ApiKeyAuthenticationFailed(exceptions.AuthenticationFailed):
     def __init__(self, code: str) -> None:
         super().__init__(detail=error_body(code, INVALID_API_KEY_MESSAGE), code=code)
         self.error_code = code
+
+
+class ApiKeyFailuresLimited(exceptions.Throttled):
+    """429: this client IP presented too many keys that did not verify; ``wait`` seconds
+    until its window resets."""
+
+    def __init__(self, wait: int) -> None:
+        # Not Throttled.__init__, which appends a sentence to a text detail: the detail here
+        # is the contract's body, answered as is by DRF's default exception handler.
+        exceptions.APIException.__init__(
+            self,
+            detail=error_body(RATE_LIMITED, "Too many failed attempts; try again later."),
+            code=RATE_LIMITED,
+        )
+        self.wait = wait
+        self.error_code = RATE_LIMITED
 
 
 class ApiKeyMissing(exceptions.NotAuthenticated):
@@ -193,9 +219,23 @@ class ApiKeyAuthentication(BaseAuthentication):
     def _refuse(self, code: str, key_id: str | None, request: Request) -> NoReturn:
         # The key id is not a secret (the Management API lists it); the key itself is never
         # logged, not even its displayable prefix.
-        logger.info(
-            "API key refused: %s (key %s, ip %s)", code, key_id or "unknown", client_ip(request)
+        ip = client_ip(request)
+        logger.info("API key refused: %s (key %s, ip %s)", code, key_id or "unknown", ip)
+        retry_after = record_failure(
+            f"apikey-auth:{ip or 'unknown'}",
+            limit=conf.get("AUTHENTICATION_FAILURE_LIMIT"),
+            window=conf.get("AUTHENTICATION_FAILURE_WINDOW"),
         )
+        if retry_after is not None:
+            # DRF's default handler sends Retry-After from ``wait`` but no RateLimit-Reset;
+            # the view's ``headers`` are added to every response it finalizes, whichever
+            # exception handler built it.
+            view = request.parser_context.get("view") if request.parser_context else None
+            if isinstance(getattr(view, "headers", None), dict):
+                view.headers.update(
+                    {"Retry-After": str(retry_after), "RateLimit-Reset": str(retry_after)}
+                )
+            raise ApiKeyFailuresLimited(retry_after)
         raise ApiKeyAuthenticationFailed(code)
 
     def _bearer_credentials(self, request: Request) -> list[bytes] | None:

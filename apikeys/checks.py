@@ -245,7 +245,12 @@ def check_ratelimit_settings(app_configs: Any = None, **kwargs: Any) -> list[Che
                 id="apikeys.E301",
             )
         )
-    for knob in ("VERIFY_FAILURE_WINDOW", "TOKEN_FAILURE_WINDOW", "PORTAL_LOGIN_LOCKOUT_SECONDS"):
+    for knob in (
+        "VERIFY_FAILURE_WINDOW",
+        "TOKEN_FAILURE_WINDOW",
+        "AUTHENTICATION_FAILURE_WINDOW",
+        "PORTAL_LOGIN_LOCKOUT_SECONDS",
+    ):
         value = get(knob)
         if isinstance(value, int) and value > MAX_WINDOW_SECONDS:
             errors.append(

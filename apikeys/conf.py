@@ -24,6 +24,9 @@ Every knob, with its default:
   ``/oauth2/token`` allowed per ``client_id`` and per client IP within the window; past
   either, further failures answer 429 (a correct secret still gets its token); ``0``
   switches a limit off.
+- ``AUTHENTICATION_FAILURE_LIMIT`` (``300``) and ``AUTHENTICATION_FAILURE_WINDOW`` (``60``
+  seconds): keys refused by ``ApiKeyAuthentication`` (checked in-process) one client IP may
+  present per window before further refusals answer 429; ``0`` switches the limit off.
 - ``MANAGEMENT_API_AUDIENCE`` (``None``): the audience an M2M token request may name;
   ``None`` means ``<scheme>://<host>/api`` of the request.
 - ``PORTAL_RETURN_URL_HOSTS`` (``[]``): hosts a portal link's ``return_url`` may point at
@@ -67,6 +70,10 @@ DEFAULTS: dict[str, Any] = {
     "TOKEN_FAILURE_LIMIT": 10,
     "TOKEN_FAILURE_LIMIT_PER_IP": 50,
     "TOKEN_FAILURE_WINDOW": 60,
+    # Keys refused by ApiKeyAuthentication one client IP may present per window before
+    # further refusals answer 429 (valid keys still authenticate), and the window in seconds.
+    "AUTHENTICATION_FAILURE_LIMIT": 300,
+    "AUTHENTICATION_FAILURE_WINDOW": 60,
     # The audience an M2M token request may name; None: "<scheme>://<host>/api" of the request.
     "MANAGEMENT_API_AUDIENCE": None,
     # --- Self-serve portal (the ``portal`` app).

@@ -6,6 +6,7 @@ Keep this module free of views and of database code: it only reads requests.
 
 from __future__ import annotations
 
+import io
 import ipaddress
 from typing import TYPE_CHECKING
 
@@ -45,3 +46,67 @@ def _normalised(value: str) -> str | None:
         return str(ipaddress.ip_address(value.strip()))
     except ValueError:
         return None
+
+
+# --------------------------------------------------------------------------- bodies
+
+
+class LengthRequired(Exception):
+    """A body came without ``Content-Length`` and this server cannot give it in full."""
+
+
+class BodyTooLarge(Exception):
+    """A body without ``Content-Length`` turned out larger than the limit."""
+
+
+class BodyUnreadable(Exception):
+    """A body whose framing cannot be trusted (both ``Content-Length`` and
+    ``Transfer-Encoding``) or that broke off while it was read."""
+
+
+def read_unannounced_body(request: HttpRequest, *, limit: int) -> None:
+    """Read in full a body that came without ``Content-Length``, or refuse it: never let it
+    pass as empty.
+
+    Django reads exactly ``CONTENT_LENGTH`` bytes of a body, and DRF takes a request without
+    it as bodiless: a ``Transfer-Encoding: chunked`` body (or, under ASGI, an HTTP/2 body,
+    which needs no length) is then silently empty, so a rotation asking for a grace period
+    rotates without one. Where the server can give the whole body, it is read here (at
+    most ``limit`` bytes, else :class:`BodyTooLarge`) and the request is made to look like
+    one that announced its length; where it cannot, :class:`LengthRequired` (a 411).
+
+    - WSGI: a server that de-chunks the body and ends ``wsgi.input`` with it says so with
+      ``wsgi.input_terminated`` (gunicorn, mod_wsgi with ``WSGIChunkedRequest``). Without
+      it (Django's ``runserver``, the test client), reading would return nothing or the
+      raw chunk framing: 411.
+    - ASGI: the handler has already received the whole body, framed or not.
+    - Both ``Content-Length`` and ``Transfer-Encoding``: servers disagree on which one wins
+      (the ground of request smuggling): :class:`BodyUnreadable`.
+    """
+    meta = request.META
+    chunked = bool(meta.get("HTTP_TRANSFER_ENCODING"))
+    if meta.get("CONTENT_LENGTH"):
+        if chunked:
+            raise BodyUnreadable("Content-Length and Transfer-Encoding together")
+        return  # announced: Django reads it
+    from django.core.handlers.asgi import ASGIRequest
+
+    if isinstance(request, ASGIRequest):
+        source = request._stream
+    elif not chunked:
+        return  # HTTP/1.1: neither Content-Length nor Transfer-Encoding means no body
+    elif meta.get("wsgi.input_terminated"):
+        source = meta["wsgi.input"]
+    else:
+        raise LengthRequired
+    try:
+        body = source.read(limit + 1)
+    except Exception as exc:  # noqa: BLE001 - each server has its own errors for bad chunks
+        raise BodyUnreadable(type(exc).__name__) from None
+    if len(body) > limit:
+        raise BodyTooLarge
+    # As HttpRequest.body leaves a request it has read: the bytes kept, a fresh stream.
+    meta["CONTENT_LENGTH"] = str(len(body))
+    request._body = body
+    request._stream = io.BytesIO(body)
+    request._read_started = False

@@ -1,17 +1,25 @@
-"""A guard for every request: no NUL character in a URL.
+"""Guards for every request, before any view runs.
 
-PostgreSQL refuses NUL in text where SQLite stores it, so an id or filter value with a NUL
-in it reaches the database as an error (a 500) on one backend and as a harmless miss on the
-other. None of our ids, codes or filter values can contain one, so a URL with a NUL is
-refused at the door, once for the Management API, the portal and the admin alike.
+- ``RejectNulMiddleware``: no NUL character in a URL. PostgreSQL refuses NUL in text where
+  SQLite stores it, so an id or filter value with a NUL in it reaches the database as an
+  error (a 500) on one backend and as a harmless miss on the other. None of our ids, codes
+  or filter values can contain one, so a URL with a NUL is refused at the door, once for
+  the Management API, the portal and the admin alike.
+- ``DisallowedHostMiddleware``: a ``Host`` outside ``ALLOWED_HOSTS`` is answered in JSON by
+  the Management API (the contract's error body) and by the token endpoint (OAuth's),
+  where Django would send its HTML 400 page. Everything else keeps Django's answer.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable
 from http import HTTPStatus
 
+from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseNotFound
+from django.urls import Resolver404, resolve
 
 NUL = "\x00"
 
@@ -37,6 +45,58 @@ class RejectNulMiddleware:
                 return _json(HTTPStatus.BAD_REQUEST, "INVALID_QUERY", message)
             return HttpResponseBadRequest(message)
         return self.get_response(request)
+
+
+class DisallowedHostMiddleware:
+    """A JSON 400 for a ``Host`` the service does not serve, under the Management API and
+    the token endpoint (their clients parse JSON, never an HTML page).
+
+    List it **first** in ``MIDDLEWARE``, before ``SecurityMiddleware``: that one reads the
+    host itself when ``SECURE_SSL_REDIRECT`` is on (and ``CommonMiddleware`` always does),
+    and the exception would become Django's HTML 400 before a later middleware could speak.
+    Its answer therefore does not pass through ``SecurityMiddleware``, so it sets
+    ``nosniff`` itself. The refusal is logged as Django logs it
+    (``django.security.DisallowedHost``), so alerts on that logger keep working.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        try:
+            request.get_host()
+        except DisallowedHost as exc:
+            answer = _host_refusal(request)
+            if answer is not None:
+                logging.getLogger("django.security.DisallowedHost").error(
+                    str(exc), extra={"status_code": 400, "request": request}
+                )
+                answer["X-Content-Type-Options"] = "nosniff"
+                return answer
+        return self.get_response(request)
+
+
+def _host_refusal(request: HttpRequest) -> HttpResponse | None:
+    """The JSON answer for the route the request names, or None outside our JSON routes
+    (found by resolving, so that a host project's own prefixes are honoured)."""
+    try:
+        match = resolve(request.path_info)
+    except Resolver404:
+        return None
+    message = "This service does not serve the host the request named."
+    if "apikeys-api" in match.app_names:
+        return _json(HTTPStatus.BAD_REQUEST, "INVALID_HOST", message)
+    from apikeys.api.token import ManagementTokenView
+
+    view_class = getattr(match.func, "view_class", None)
+    if isinstance(view_class, type) and issubclass(view_class, ManagementTokenView):
+        return HttpResponse(
+            json.dumps({"error": "invalid_request", "error_description": message}),
+            status=HTTPStatus.BAD_REQUEST,
+            content_type="application/json",
+            headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+        )
+    return None
 
 
 def _json(status: int, code: str, message: str) -> HttpResponse:

@@ -58,6 +58,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, before SecurityMiddleware (which reads the host for its SSL redirect): a Host
+    # outside ALLOWED_HOSTS gets JSON from the Management API and the token endpoint.
+    "apikeys.middleware.DisallowedHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files served by the app itself (admin, portal, API docs): compressed, with
     # content-hashed names cached for a year, so gunicorn alone serves a styled site.
@@ -220,6 +223,8 @@ APIKEYS = {
     "TOKEN_FAILURE_LIMIT": env.int("APIKEYS_TOKEN_FAILURE_LIMIT", default=10),
     "TOKEN_FAILURE_LIMIT_PER_IP": env.int("APIKEYS_TOKEN_FAILURE_LIMIT_PER_IP", default=50),
     "TOKEN_FAILURE_WINDOW": env.int("APIKEYS_TOKEN_FAILURE_WINDOW", default=60),
+    "AUTHENTICATION_FAILURE_LIMIT": env.int("APIKEYS_AUTHENTICATION_FAILURE_LIMIT", default=300),
+    "AUTHENTICATION_FAILURE_WINDOW": env.int("APIKEYS_AUTHENTICATION_FAILURE_WINDOW", default=60),
     "MANAGEMENT_API_AUDIENCE": env.str("APIKEYS_MANAGEMENT_API_AUDIENCE", default="") or None,
 }
 

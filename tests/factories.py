@@ -65,3 +65,9 @@ class MembershipFactory(factory.django.DjangoModelFactory):
     def roles(self, create, extracted, **kwargs):
         if create and extracted:
             self.roles.set(extracted)
+
+
+def last_character_changed(key: str) -> str:
+    """``key`` with its last character replaced by a different one (never the same key: a
+    fixed replacement equals the original one time in 62)."""
+    return key[:-1] + ("1" if key[-1] == "0" else "0")

@@ -1,14 +1,25 @@
 """What every Management API view shares: M2M token authentication, per-method scopes,
-strict JSON in and out, the contract's errors and cursor pagination."""
+strict JSON in and out, the contract's errors and cursor pagination.
+
+A query names only the parameters its view declares for the method (``query_parameters``,
+the same list the OpenAPI document shows): any other is 400 ``UNKNOWN_PARAMETER``, so a
+typo in a filter cannot silently widen a list.
+
+A body is JSON of at most 64 KiB (413 past it), an object nested at most 32 levels deep
+(400 ``INVALID_JSON`` past it) in which no object repeats a key (400 ``DUPLICATE_FIELD``:
+with the last one winning, two clients reading the same body could each see another value).
+"""
 
 from __future__ import annotations
 
-import io
+import re
 from collections.abc import Callable
 from http import HTTPStatus
+from itertools import accumulate
 from typing import Any
 
 from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter
 from oauth2_provider.contrib.rest_framework import OAuth2Authentication
 from rest_framework import exceptions as drf
 from rest_framework.negotiation import BaseContentNegotiation
@@ -16,13 +27,22 @@ from rest_framework.parsers import JSONParser
 from rest_framework.permissions import BasePermission
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
+from rest_framework.settings import api_settings
+from rest_framework.utils import json
 from rest_framework.views import APIView
 
 from apikeys.api.errors import ApiError, bad_request, exception_handler
-from apikeys.http import client_ip
+from apikeys.http import (
+    BodyTooLarge,
+    BodyUnreadable,
+    LengthRequired,
+    client_ip,
+    read_unannounced_body,
+)
 from apikeys.services import Actor
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 32
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
 
@@ -58,13 +78,72 @@ class HasManagementScope(BasePermission):
 
 
 class LimitedJSONParser(JSONParser):
-    """JSON bodies up to 64 KiB, also when no Content-Length announces the size."""
+    """JSON bodies up to 64 KiB (also when no Content-Length announces the size), nested at
+    most ``MAX_JSON_DEPTH`` levels, with no key repeated within one object."""
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         raw = stream.read(MAX_BODY_BYTES + 1) if stream is not None else b""
         if len(raw) > MAX_BODY_BYTES:
             raise _too_large()
-        return super().parse(io.BytesIO(raw), media_type, parser_context)
+        encoding = (parser_context or {}).get("encoding") or "utf-8"
+        try:
+            text = raw.decode(encoding)
+            # The depth is measured before parsing: json's decoder recurses once per level,
+            # so a body 1,000 levels deep would otherwise be a RecursionError (a 500).
+            if json_depth(text) > MAX_JSON_DEPTH:
+                raise drf.ParseError(f"The JSON is nested deeper than {MAX_JSON_DEPTH} levels.")
+            return json.loads(
+                text,
+                object_pairs_hook=_object_without_repeated_keys,
+                parse_constant=json.strict_constant if api_settings.STRICT_JSON else None,
+            )
+        except ValueError as exc:
+            raise drf.ParseError(f"JSON parse error - {exc}") from None
+
+
+# A JSON string as the parser lexes it (a quote, then anything but a quote or backslash, or a
+# backslash and the character it escapes, up to the closing quote), or an unterminated one
+# up to the end of the text: every quote starts a match that always succeeds, so the scan is
+# linear (with a match that could fail, each of n quotes could rescan the rest: quadratic).
+# Possessive quantifiers: no backtracking either.
+_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)', re.DOTALL)
+_NOT_A_BRACKET = re.compile(r"[^\[\]{}]++")
+_BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def json_depth(text: str) -> int:
+    """How deep the arrays and objects of ``text`` nest, counted without parsing it.
+
+    Why a scan and not a guard around the parser: catching RecursionError would tie the
+    limit to the interpreter's recursion limit and to how deep the stack already is, and
+    would still let a body just under it be parsed (and walked by every serializer after
+    it); measuring the depth of the parsed value would itself recurse. This is one pass of
+    two regular expressions (strings removed, so that a bracket inside a string does not
+    count, then everything but brackets) and a running sum in C: linear, never recursive,
+    a few milliseconds for 64 KiB of nothing but brackets, less than parsing them.
+
+    Up to the parser's first error, and within the first complete value (it parses no
+    further), its lexing and this one agree, so the count is never below the depth the
+    parser would reach: for valid JSON it is the exact depth.
+    """
+    brackets = _NOT_A_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0)
+
+
+def _object_without_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _value in pairs:
+            if key in seen:
+                raise ApiError(
+                    status=HTTPStatus.BAD_REQUEST,
+                    code="DUPLICATE_FIELD",
+                    message=f"The key {key[:64]!r} appears more than once in one object.",
+                    field=key[:64],
+                )
+            seen.add(key)
+    return result
 
 
 class AlwaysJson(BaseContentNegotiation):
@@ -98,6 +177,10 @@ class ManagementApiView(APIView):
     content_negotiation_class = AlwaysJson
     throttle_classes: list[Any] = []
     required_scopes: dict[str, list[str]] = {}
+    #: The query parameters each method accepts (HEAD: GET's), also given to
+    #: ``extend_schema(parameters=...)`` so the document shows exactly these. A method not
+    #: listed accepts none.
+    query_parameters: dict[str, list[OpenApiParameter]] = {}
 
     def get_exception_handler(self) -> Callable[..., Any]:
         return exception_handler
@@ -106,6 +189,16 @@ class ManagementApiView(APIView):
         self._check_body(request)
         self._check_nul(request, kwargs)
         super().initial(request, *args, **kwargs)
+        # After authentication and scopes: a caller without access learns nothing more.
+        self._check_query_names(request)
+
+    def _check_query_names(self, request: Request) -> None:
+        method = "GET" if request.method == "HEAD" else request.method
+        known = {p.name for p in self.query_parameters.get(method or "", [])}
+        unknown = sorted(set(request.query_params) - known)
+        if unknown:
+            name = unknown[0][:64]
+            raise bad_request("UNKNOWN_PARAMETER", f"Unknown query parameter {name!r}.", name)
 
     @staticmethod
     def _check_nul(request: Request, kwargs: dict[str, Any]) -> None:
@@ -119,6 +212,20 @@ class ManagementApiView(APIView):
 
     @staticmethod
     def _check_body(request: Request) -> None:
+        # A chunked body is read whole (or refused) first, so that the size and media-type
+        # rules below, and the parser, see it like any other.
+        try:
+            read_unannounced_body(request._request, limit=MAX_BODY_BYTES)
+        except BodyTooLarge:
+            raise _too_large() from None
+        except LengthRequired:
+            raise ApiError(
+                status=HTTPStatus.LENGTH_REQUIRED,
+                code="LENGTH_REQUIRED",
+                message="This server cannot read a body sent without Content-Length; send one.",
+            ) from None
+        except BodyUnreadable:
+            raise bad_request("INVALID_REQUEST", "The body could not be read.") from None
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:

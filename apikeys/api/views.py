@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -50,6 +51,7 @@ ERRORS = {
     403: s.ErrorOut,
     404: s.ErrorOut,
     409: s.ErrorOut,
+    411: s.ErrorOut,
     413: s.ErrorOut,
     415: s.ErrorOut,
 }
@@ -57,6 +59,27 @@ PAGE_PARAMS = [
     OpenApiParameter("page_size", int, description="1 to 100 (default 50)."),
     OpenApiParameter("starting_after", str, description="The last id of the previous page."),
 ]
+
+
+# Starts the description of every accepted-but-ignored parameter in the OpenAPI document.
+IGNORED_PREFIX = "Ignored."
+
+
+def kinde_ignored(name: str) -> OpenApiParameter:
+    """A query parameter Kinde's Management API defines for the path and this service does
+    not implement: accepted (a Kinde client keeps working) and ignored, and documented as
+    such. Any value is accepted, so it has no enum (a fuzzer would call a refusal wrong)."""
+    return OpenApiParameter(
+        name,
+        str,
+        description=f"{IGNORED_PREFIX} Kinde's Management API defines it for this path; this "
+        "service accepts it for compatibility and ignores it (lists come newest first, one "
+        "page at a time through page_size and starting_after).",
+    )
+
+
+# Kinde's cursor and order for its lists: ignored here (starting_after and newest first).
+KINDE_LIST_PARAMS = [kinde_ignored("sort"), kinde_ignored("next_token")]
 
 
 def _envelope(name: str, item: Any, code: str = "OK", message: str = "Success") -> Any:
@@ -173,17 +196,20 @@ def _secret_response(body: dict[str, Any], status: int) -> Response:
 
 class ApiKeysApi(ManagementApiView):
     required_scopes = {"GET": ["read:api_keys"], "POST": ["create:api_keys"]}
-
-    @extend_schema(
-        operation_id="list_api_keys",
-        parameters=[
+    query_parameters = {
+        "GET": [
             *PAGE_PARAMS,
             OpenApiParameter("key_type", str, enum=["organization", "user"]),
             OpenApiParameter("status", str, enum=["active", "revoked", "expired"]),
             OpenApiParameter("user_id", str),
             OpenApiParameter("org_code", str),
             OpenApiParameter("api_id", str),
-        ],
+        ]
+    }
+
+    @extend_schema(
+        operation_id="list_api_keys",
+        parameters=query_parameters["GET"],
         responses={200: _list_envelope("ApiKeyList", "api_keys", s.ApiKeyOut), **ERRORS},
     )
     def get(self, request: Request) -> Response:
@@ -359,8 +385,9 @@ class ApiKeyVerifyApi(ManagementApiView):
 
 class ApisApi(ManagementApiView):
     required_scopes = {"GET": ["read:apis"], "POST": ["create:apis"]}
+    query_parameters = {"GET": [*PAGE_PARAMS, kinde_ignored("expand")]}
 
-    @extend_schema(operation_id="list_apis", parameters=PAGE_PARAMS, responses={200: _list_envelope("ApiList", "apis", s.ApiOut), **ERRORS})
+    @extend_schema(operation_id="list_apis", parameters=query_parameters["GET"], responses={200: _list_envelope("ApiList", "apis", s.ApiOut), **ERRORS})
     def get(self, request: Request) -> Response:
         items, has_more = paginate(
             request, Api.objects.all(), order_field="id", cursor_value=lambda v: _matches(API_ID_PATTERN, v)
@@ -395,8 +422,9 @@ class ApiApi(ManagementApiView):
 
 class ApiScopesApi(ManagementApiView):
     required_scopes = {"GET": ["read:api_scopes"], "POST": ["create:api_scopes"]}
+    query_parameters = {"GET": PAGE_PARAMS}
 
-    @extend_schema(operation_id="list_api_scopes", parameters=PAGE_PARAMS, responses={200: _list_envelope("ScopeList", "scopes", s.ScopeOut), **ERRORS})
+    @extend_schema(operation_id="list_api_scopes", parameters=query_parameters["GET"], responses={200: _list_envelope("ScopeList", "scopes", s.ScopeOut), **ERRORS})
     def get(self, request: Request, api_id: str) -> Response:
         api = _api_in_path(api_id)
         items, has_more = paginate(
@@ -444,10 +472,11 @@ class ApiScopeApi(ManagementApiView):
 
 class OrganizationApi(ManagementApiView):
     required_scopes = {"GET": ["read:organizations"], "POST": ["create:organizations"]}
+    query_parameters = {"GET": [OpenApiParameter("code", str, required=True)]}
 
     @extend_schema(
         operation_id="get_organization",
-        parameters=[OpenApiParameter("code", str, required=True)],
+        parameters=query_parameters["GET"],
         responses={200: _envelope("OrganizationRead", {"organization": s.OrganizationOut()}), **ERRORS},
     )
     def get(self, request: Request) -> Response:
@@ -483,8 +512,9 @@ class OrganizationUpdateApi(ManagementApiView):
 
 class OrganizationsApi(ManagementApiView):
     required_scopes = {"GET": ["read:organizations"]}
+    query_parameters = {"GET": [*PAGE_PARAMS, *KINDE_LIST_PARAMS]}
 
-    @extend_schema(operation_id="list_organizations", parameters=PAGE_PARAMS, responses={200: _list_envelope("OrganizationList", "organizations", s.OrganizationOut), **ERRORS})
+    @extend_schema(operation_id="list_organizations", parameters=query_parameters["GET"], responses={200: _list_envelope("OrganizationList", "organizations", s.OrganizationOut), **ERRORS})
     def get(self, request: Request) -> Response:
         items, has_more = paginate(
             request,
@@ -497,8 +527,11 @@ class OrganizationsApi(ManagementApiView):
 
 class OrganizationUsersApi(ManagementApiView):
     required_scopes = {"GET": ["read:organizations"], "POST": ["update:organizations"]}
+    query_parameters = {
+        "GET": [*PAGE_PARAMS, *KINDE_LIST_PARAMS, kinde_ignored("permissions"), kinde_ignored("roles")]
+    }
 
-    @extend_schema(operation_id="list_organization_users", parameters=PAGE_PARAMS, responses={200: _list_envelope("OrganizationUserList", "users", s.OrganizationUserOut), **ERRORS})
+    @extend_schema(operation_id="list_organization_users", parameters=query_parameters["GET"], responses={200: _list_envelope("OrganizationUserList", "users", s.OrganizationUserOut), **ERRORS})
     def get(self, request: Request, org_code: str) -> Response:
         org = _org_in_path(org_code)
         members = Membership.objects.filter(organization=org).select_related("user").prefetch_related("roles")
@@ -546,10 +579,11 @@ class OrganizationUsersApi(ManagementApiView):
 
 class UserApi(ManagementApiView):
     required_scopes = {"GET": ["read:users"], "POST": ["create:users"]}
+    query_parameters = {"GET": [OpenApiParameter("id", str, required=True), kinde_ignored("expand")]}
 
     @extend_schema(
         operation_id="get_user",
-        parameters=[OpenApiParameter("id", str, required=True)],
+        parameters=query_parameters["GET"],
         responses={200: s.UserOut, **ERRORS},
     )
     def get(self, request: Request) -> Response:
@@ -574,10 +608,21 @@ class UserApi(ManagementApiView):
 
 class UsersApi(ManagementApiView):
     required_scopes = {"GET": ["read:users"]}
+    query_parameters = {
+        "GET": [
+            *PAGE_PARAMS,
+            OpenApiParameter("email", str),
+            OpenApiParameter("user_id", str, description="Only the user with this id (kp_…)."),
+            *KINDE_LIST_PARAMS,
+            kinde_ignored("username"),
+            kinde_ignored("expand"),
+            kinde_ignored("has_organization"),
+        ]
+    }
 
     @extend_schema(
         operation_id="list_users",
-        parameters=[*PAGE_PARAMS, OpenApiParameter("email", str)],
+        parameters=query_parameters["GET"],
         responses={200: _list_envelope("UserList", "users", s.UserOut), **ERRORS},
     )
     def get(self, request: Request) -> Response:
@@ -585,6 +630,9 @@ class UsersApi(ManagementApiView):
         email = _filter_value(request, "email")
         if email is not None:
             users = users.filter(email__iexact=email)
+        user_id = _filter_value(request, "user_id")
+        if user_id is not None:
+            users = users.filter(public_id=user_id)
         items, has_more = paginate(
             request, users, order_field="public_id", cursor_value=lambda v: _matches(USER_ID_PATTERN, v)
         )
@@ -596,8 +644,9 @@ class UsersApi(ManagementApiView):
 
 class RolesApi(ManagementApiView):
     required_scopes = {"GET": ["read:roles"], "POST": ["create:roles"]}
+    query_parameters = {"GET": [*PAGE_PARAMS, *KINDE_LIST_PARAMS]}
 
-    @extend_schema(operation_id="list_roles", parameters=PAGE_PARAMS, responses={200: _list_envelope("RoleList", "roles", s.RoleOut), **ERRORS})
+    @extend_schema(operation_id="list_roles", parameters=query_parameters["GET"], responses={200: _list_envelope("RoleList", "roles", s.RoleOut), **ERRORS})
     def get(self, request: Request) -> Response:
         items, has_more = paginate(
             request, Role.objects.all(), order_field="id", cursor_value=lambda v: _matches(API_ID_PATTERN, v)
@@ -634,10 +683,11 @@ class RolePermissionsApi(ManagementApiView):
 
 class SystemPermissionsApi(ManagementApiView):
     required_scopes = {"GET": ["read:roles"]}
+    query_parameters = {"GET": PAGE_PARAMS}
 
     @extend_schema(
         operation_id="list_system_permissions",
-        parameters=PAGE_PARAMS,
+        parameters=query_parameters["GET"],
         responses={200: _list_envelope("SystemPermissionList", "system_permissions", s.SystemPermissionOut), **ERRORS},
     )
     def get(self, request: Request) -> Response:
@@ -684,6 +734,10 @@ class PortalLinkApi(ManagementApiView):
 # --------------------------------------------------------------------------- fallbacks
 
 
+# Exempt from CSRF like every DRF view of the API (which is token-authenticated, never
+# cookie-authenticated): otherwise a POST to a mistyped path would meet Django's HTML CSRF
+# page before this JSON 404.
+@csrf_exempt
 def route_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     """Any unknown route under /api/v1/, whatever the method: JSON, never an HTML page."""
     return json_error(HTTPStatus.NOT_FOUND, "ROUTE_NOT_FOUND", "No such route.")

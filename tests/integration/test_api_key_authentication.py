@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 from apikeys import crypto, services
 from apikeys.authentication import ApiKeyAuthentication, OrganizationPrincipal
 from apikeys.models import ApiKey
+from tests.factories import last_character_changed
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.integration.urls")]
 
@@ -294,3 +295,56 @@ def test_an_organization_principal_grants_nothing_and_is_never_taken_for_a_user(
     assert not principal.has_perm("apikeys.view_apikey")
     with pytest.raises(TypeError):
         ApiKey.objects.filter(user=principal)
+
+
+# ------------------------------------------------------------------ the failure limit
+
+FAILURE_LIMIT = 3
+FAILURE_WINDOW = 60
+
+
+def guess() -> str:
+    body = crypto.KEY_PREFIX + "0" * crypto.RANDOM_LENGTH
+    return body + crypto.checksum(body)
+
+
+@pytest.fixture
+def failure_limit(settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.APIKEYS = {
+        **settings.APIKEYS,
+        "AUTHENTICATION_FAILURE_LIMIT": FAILURE_LIMIT,
+        "AUTHENTICATION_FAILURE_WINDOW": FAILURE_WINDOW,
+    }
+
+
+def test_past_the_failure_limit_refusals_are_429_per_ip_and_valid_keys_still_pass(
+    failure_limit, issued_key
+):
+    guesser = {"REMOTE_ADDR": "203.0.113.5"}
+    bad = [guess(), last_character_changed(issued_key.plaintext), f"{issued_key.plaintext} extra"]
+    answers = [get("/whoami", bad[n % len(bad)], **guesser) for n in range(FAILURE_LIMIT + 2)]
+
+    assert [a.status_code for a in answers] == [HTTPStatus.UNAUTHORIZED] * FAILURE_LIMIT + [
+        HTTPStatus.TOO_MANY_REQUESTS
+    ] * 2
+    for answer in answers[FAILURE_LIMIT:]:
+        assert answer.json() == {"errors": [{"code": "RATE_LIMITED", "message": answer.json()["errors"][0]["message"]}]}
+        assert 1 <= int(answer["Retry-After"]) <= FAILURE_WINDOW
+        assert answer["RateLimit-Reset"] == answer["Retry-After"]
+    # The same IP's valid key still authenticates; another IP's refusals are still 401s.
+    assert get("/whoami", issued_key.plaintext, **guesser).status_code == HTTPStatus.OK
+    other = get("/whoami", guess(), REMOTE_ADDR="203.0.113.6")
+    assert other.status_code == HTTPStatus.UNAUTHORIZED
+    assert error_codes(other) == ["API_KEY_INVALID"]
+
+
+def test_a_zero_failure_limit_switches_it_off(settings, issued_key):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.APIKEYS = {**settings.APIKEYS, "AUTHENTICATION_FAILURE_LIMIT": 0}
+    answers = [get("/whoami", guess(), REMOTE_ADDR="203.0.113.7") for _ in range(5)]
+    assert {a.status_code for a in answers} == {HTTPStatus.UNAUTHORIZED}

@@ -38,6 +38,8 @@ def test_the_test_settings_pass_every_apikeys_check():
         ({"VERIFY_FAILURE_LIMIT": True}, "apikeys.E006"),
         ({"TOKEN_FAILURE_LIMIT": -1}, "apikeys.E006"),
         ({"TOKEN_FAILURE_WINDOW": "60"}, "apikeys.E006"),
+        ({"AUTHENTICATION_FAILURE_LIMIT": -1}, "apikeys.E006"),
+        ({"AUTHENTICATION_FAILURE_WINDOW": "60"}, "apikeys.E006"),
         ({"HASHING_SECRETS": "x" * 40}, "apikeys.E001"),
     ],
     ids=[
@@ -51,6 +53,8 @@ def test_the_test_settings_pass_every_apikeys_check():
         "limit-as-bool",
         "negative-token-limit",
         "token-window-as-text",
+        "negative-authentication-limit",
+        "authentication-window-as-text",
         "unknown-knob",
     ],
 )

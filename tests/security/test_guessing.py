@@ -19,6 +19,7 @@ from apikeys import crypto, services
 from portal import services as portal_services
 from portal.exceptions import PortalLinkExpired, PortalLinkInvalid, PortalLinkUsed
 from portal.models import MAX_LINK_LIFETIME_SECONDS, PortalLink, SelfServeSettings
+from tests.factories import last_character_changed
 from tests.limiter import break_limiter
 from tests.security.conftest import World
 
@@ -66,7 +67,7 @@ def test_past_the_limit_failures_get_429_but_valid_keys_still_verify(
     assert valid.status_code == HTTPStatus.OK and valid.json()["is_valid"] is True
     # A typo of a valid key (a failure) is limited like any guess.
     assert (
-        verify(guesser, world.keys[0].plaintext[:-1] + "x").status_code
+        verify(guesser, last_character_changed(world.keys[0].plaintext)).status_code
         == HTTPStatus.TOO_MANY_REQUESTS
     )
     # Another application is not punished for the guesser's failures.
@@ -148,3 +149,39 @@ def test_a_tampered_portal_link_is_invalid(world: World, mangle: str) -> None:
     with pytest.raises(PortalLinkInvalid):
         portal_services.portal_link_redeem(token=tampered)
     assert PortalLink.objects.get().used_at is None
+
+
+# --------------------------------------------------------------------------- keys checked in-process
+
+
+def test_guessing_keys_at_an_api_protected_in_process_is_limited_per_ip(
+    settings: Any, world: World
+) -> None:
+    """``ApiKeyAuthentication`` (here the project's /example/users) limits refused keys per
+    client IP like the verify endpoint: 429 past the limit, valid keys still let through."""
+    from django.core.cache import cache
+    from rest_framework.test import APIClient
+
+    cache.clear()
+    settings.APIKEYS = {
+        **settings.APIKEYS,
+        "AUTHENTICATION_FAILURE_LIMIT": LIMIT,
+        "AUTHENTICATION_FAILURE_WINDOW": WINDOW,
+    }
+
+    def users(key: str, ip: str = "198.51.100.20") -> Any:
+        return APIClient().get("/example/users", HTTP_AUTHORIZATION=f"Bearer {key}", REMOTE_ADDR=ip)
+
+    answers = [users(guess()) for _ in range(LIMIT + 3)]
+    assert [a.status_code for a in answers] == [HTTPStatus.UNAUTHORIZED] * LIMIT + [
+        HTTPStatus.TOO_MANY_REQUESTS
+    ] * 3
+    for answer in answers[LIMIT:]:
+        assert answer.json()["errors"][0]["code"] == "RATE_LIMITED"
+        assert 1 <= int(answer["Retry-After"]) <= WINDOW
+        assert answer["RateLimit-Reset"] == answer["Retry-After"]
+    # A valid key (read:orders, not read:users) is still authenticated: 403 for its scope,
+    # not 429.
+    assert users(world.keys[0].plaintext).status_code == HTTPStatus.FORBIDDEN
+    # The guesser's IP is limited, not everyone.
+    assert users(guess(), ip="198.51.100.21").status_code == HTTPStatus.UNAUTHORIZED
