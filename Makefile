@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test test-browser bench check audit clean
+.PHONY: install run test test-browser bench check audit docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ bench: install
 	@command -v wrk >/dev/null 2>&1 || { echo "== installing Debian's wrk"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python -m tests.benchmarks.run $(BENCH_ARGS)
+
+# The committed OpenAPI document of the Management API (tests/api/test_openapi.py fails when
+# it is stale): regenerate it after changing an endpoint.
+docs: install
+	DEBUG=true DOTENV_FILE= $(BIN)/python manage.py spectacular --validate --file docs/openapi.yaml
 
 check: install
 	DEBUG=true $(BIN)/python manage.py makemigrations --check --dry-run

@@ -32,6 +32,7 @@ from rest_framework.utils import json
 from rest_framework.views import APIView
 
 from apikeys.api.errors import ApiError, bad_request, exception_handler
+from apikeys.api.schema import ManagementAutoSchema
 from apikeys.http import (
     BodyTooLarge,
     BodyUnreadable,
@@ -175,6 +176,7 @@ class ManagementApiView(APIView):
     parser_classes = [LimitedJSONParser]
     renderer_classes = [JSONRenderer]
     content_negotiation_class = AlwaysJson
+    schema = ManagementAutoSchema()
     throttle_classes: list[Any] = []
     required_scopes: dict[str, list[str]] = {}
     #: The query parameters each method accepts (HEAD: GET's), also given to

@@ -319,7 +319,13 @@ _VERIFY_MESSAGES = {
 
 
 class ApiKeyVerifyApi(ManagementApiView):
-    """The hot path: one query for the token, one statement for the key."""
+    """Is this key valid, for which organization or user, with which scopes? Always 200 for
+    a string key: `is_valid` and `code` say the outcome (API_KEY_VERIFIED, API_KEY_INVALID,
+    API_KEY_REVOKED, API_KEY_EXPIRED, API_KEY_WRONG_AUDIENCE); pass `audience` to refuse keys
+    of other APIs. A valid verification is counted. Failed verifications past the limit
+    answer 429 while valid keys keep verifying.
+
+    (The hot path: one query for the token, one statement for the key.)"""
 
     required_scopes = {"POST": ["verify:api_keys", "read:api_keys"]}
 
