@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import string
 import zlib
@@ -29,6 +30,11 @@ DISPLAY_PREFIX_LENGTH = 12
 DISPLAY_SUFFIX_LENGTH = 4
 
 _ALPHABET_SET = frozenset(ALPHABET)
+
+# Anything shaped like one of our keys, whole or cut short: the prefix and the base62 run
+# after it. What error bodies and log lines must never carry (see redact_keys).
+KEY_SHAPED = re.compile(re.escape(KEY_PREFIX) + r"[0-9A-Za-z]*")
+REDACTED_KEY = KEY_PREFIX + "[redacted]"
 
 
 def _base62(number: int, width: int) -> str:
@@ -62,6 +68,11 @@ def is_well_formed(key: str) -> bool:
         return False
     body, given = key[:-CHECKSUM_LENGTH], key[-CHECKSUM_LENGTH:]
     return hmac.compare_digest(checksum(body), given)
+
+
+def redact_keys(text: str) -> str:
+    """``text`` with every key-shaped run replaced by ``k_live_[redacted]``."""
+    return KEY_SHAPED.sub(REDACTED_KEY, text)
 
 
 def digest(key: str, secret: str) -> str:

@@ -12,12 +12,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
+from django.contrib.admin import helpers, widgets
 from django.contrib.admin.utils import quote
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.forms import BaseFormSet, BaseModelForm
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
@@ -58,10 +60,123 @@ def adopt(target: models.Model, saved: models.Model) -> None:
     target._state.db = saved._state.db
 
 
-class QuietMissingObjectMixin:
+# --------------------------------------------------------------------------- tampered input
+
+NUL = "\x00"
+# The widest integer any backend stores (PostgreSQL's bigint; SQLite's driver refuses more).
+_INTEGER_RANGE = range(-(2**63), 2**63)
+
+
+def is_valid_lookup_value(model_field: models.Field[Any, Any], value: str) -> bool:
+    """Whether ``value`` (as a browser sent it) can name a row by ``model_field`` at all.
+
+    A value that cannot (a NUL, which PostgreSQL refuses in text; a non-integer or one past
+    the column's range for an integer id; text longer than the column) reaches the database
+    as an error, a 500, on one backend or another: it names nothing, so it is refused first.
+    """
+    if NUL in value:
+        return False
+    try:
+        python_value = model_field.to_python(value)
+        model_field.run_validators(python_value)
+    except (ValidationError, ValueError, TypeError):
+        return False
+    return not isinstance(python_value, int) or python_value in _INTEGER_RANGE
+
+
+class SafeAutocompleteMixin:
+    """An autocomplete widget draws the submitted value back (a form with errors) by looking
+    it up; a tampered value (``organization=abc``) made that lookup a 500. Values that
+    cannot name a row are dropped before it: the field itself reports them as invalid."""
+
+    def optgroups(self, name: str, value: list[Any], attr: dict[str, Any] | None = None) -> Any:
+        remote = self.field.remote_field  # type: ignore[attr-defined]
+        opts = remote.model._meta
+        target = opts.get_field(getattr(remote, "field_name", None) or opts.pk.name)
+        valid = [v for v in value if is_valid_lookup_value(target, str(v))]
+        return super().optgroups(name, valid, attr)  # type: ignore[misc]
+
+
+class SafeAutocompleteSelect(SafeAutocompleteMixin, widgets.AutocompleteSelect):
+    pass
+
+
+class SafeAutocompleteSelectMultiple(SafeAutocompleteMixin, widgets.AutocompleteSelectMultiple):
+    pass
+
+
+class SafeModelMultipleChoiceField(forms.ModelMultipleChoiceField):
+    """Django checks each submitted id, then looks them all up with ``pk__in``; a number past
+    64 bits passed the first check and made SQLite's driver raise (a 500). Values that cannot
+    be ids are refused first, with the field's own "not a valid value" error."""
+
+    def _check_values(self, value: Any) -> Any:
+        opts = self.queryset.model._meta
+        key_field = opts.get_field(self.to_field_name) if self.to_field_name else opts.pk
+        if isinstance(value, (list, tuple)):
+            for pk in value:
+                if isinstance(pk, str) and not is_valid_lookup_value(key_field, pk):
+                    raise ValidationError(
+                        self.error_messages["invalid_pk_value"],
+                        code="invalid_pk_value",
+                        params={"pk": pk},
+                    )
+        return super()._check_values(value)
+
+
+class TamperedInputMixin:
+    """Hand-made admin POSTs are refused as a 400 or a form error, never a 500. Every
+    ``ModelAdmin`` (through :class:`QuietMissingObjectMixin`) and every inline with
+    autocomplete fields has it.
+
+    - A change-list POST whose selected ids (``_selected_action``) cannot be ids of the list
+      is a 400, before any action or query runs (Django filters ``pk__in`` with them).
+    - Autocomplete fields use the widgets above, which draw a tampered value back safely;
+      many-to-many fields use :class:`SafeModelMultipleChoiceField`.
+    """
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if request.method == "POST":
+            pk = self.model._meta.pk  # type: ignore[attr-defined]
+            selected = request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
+            if not all(is_valid_lookup_value(pk, value) for value in selected):
+                return HttpResponseBadRequest("The selection names no item of this list.")
+        return super().changelist_view(request, extra_context)  # type: ignore[misc]
+
+    def formfield_for_foreignkey(
+        self, db_field: models.ForeignKey[Any, Any], request: HttpRequest, **kwargs: Any
+    ) -> Any:
+        autocomplete = self.get_autocomplete_fields(request)  # type: ignore[attr-defined]
+        if "widget" not in kwargs and db_field.name in autocomplete:
+            kwargs["widget"] = SafeAutocompleteSelect(
+                db_field,
+                self.admin_site,  # type: ignore[attr-defined]
+                using=kwargs.get("using"),
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)  # type: ignore[misc]
+
+    def formfield_for_manytomany(
+        self, db_field: models.ManyToManyField[Any, Any], request: HttpRequest, **kwargs: Any
+    ) -> Any:
+        kwargs.setdefault("form_class", SafeModelMultipleChoiceField)
+        autocomplete = self.get_autocomplete_fields(request)  # type: ignore[attr-defined]
+        if "widget" not in kwargs and db_field.name in autocomplete:
+            kwargs["widget"] = SafeAutocompleteSelectMultiple(
+                db_field,
+                self.admin_site,  # type: ignore[attr-defined]
+                using=kwargs.get("using"),
+            )
+        return super().formfield_for_manytomany(db_field, request, **kwargs)  # type: ignore[misc]
+
+
+class QuietMissingObjectMixin(TamperedInputMixin):
     """Django's "… with ID “…” doesn't exist" message quotes the id typed into the URL; an
     API key pasted there by mistake would come back on the next page (and sit in the message
-    storage until then). This one names the kind of object, not the id."""
+    storage until then). This one names the kind of object, not the id.
+
+    Every admin of the project has this mixin, and with it the tampered-input guards."""
 
     def _get_obj_does_not_exist_redirect(
         self, request: HttpRequest, opts: Any, object_id: str

@@ -25,6 +25,7 @@ from apikeys.admin.common import (
     QuietMissingObjectMixin,
     ReadOnlyAdminMixin,
     ServiceModelAdmin,
+    TamperedInputMixin,
     admin_actor,
     adopt,
     save_formset_through,
@@ -113,7 +114,7 @@ class MembershipFormSet(BaseInlineFormSet):
         return form
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipInline(TamperedInputMixin, admin.TabularInline):
     model = Membership
     formset = MembershipFormSet
     extra = 0

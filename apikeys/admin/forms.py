@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model, password_validation
 from django.db.models import Model, Q
 
 from apikeys import conf
+from apikeys.admin.common import SafeAutocompleteSelect, SafeModelMultipleChoiceField
 from apikeys.models import MANAGEMENT_SCOPES, Api, ApiKey, Organization, Scope
 
 User = get_user_model()
@@ -47,7 +48,7 @@ class ScopeCheckboxes(forms.CheckboxSelectMultiple):
         return option
 
 
-class ScopeChoiceField(forms.ModelMultipleChoiceField):
+class ScopeChoiceField(SafeModelMultipleChoiceField):
     def label_from_instance(self, obj: Model) -> str:
         assert isinstance(obj, Scope)
         return f"{obj.key} — {obj.description}" if obj.description else obj.key
@@ -89,7 +90,7 @@ class ApiKeyIssueForm(forms.Form):
         for name in ("organization", "user"):
             field = self.fields[name]
             assert isinstance(field, forms.ModelChoiceField)
-            field.widget = widgets.AutocompleteSelect(ApiKey._meta.get_field(name), admin_site)
+            field.widget = SafeAutocompleteSelect(ApiKey._meta.get_field(name), admin_site)
             field.widget.choices = field.choices
 
 

@@ -9,7 +9,6 @@ body, which may hold a key) and answered with a coded 500 in JSON, never an HTML
 from __future__ import annotations
 
 import logging
-import re
 from http import HTTPStatus
 from typing import Any
 
@@ -18,6 +17,7 @@ from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
+from apikeys import crypto
 from apikeys import exceptions as domain
 
 logger = logging.getLogger("apikeys.api")
@@ -55,14 +55,10 @@ def error_body(errors: list[dict[str, str]]) -> dict[str, Any]:
     return {"errors": errors}
 
 
-# Anything shaped like one of our keys. Error messages and field names quote what the
-# client sent (an unknown field name, a bad choice); a key pasted into the wrong place must
-# not come back in an error body, which clients and proxies log.
-_KEY_SHAPED = re.compile(r"k_live_[0-9A-Za-z]*")
-
-
-def redact(text: str) -> str:
-    return _KEY_SHAPED.sub("k_live_[redacted]", text)
+# Error messages and field names quote what the client sent (an unknown field name, a bad
+# choice); a key pasted into the wrong place must not come back in an error body, which
+# clients and proxies log. The one key-shaped pattern lives in crypto (logs use it too).
+redact = crypto.redact_keys
 
 
 def entry(code: str, message: str, field: str | None = None) -> dict[str, str]:

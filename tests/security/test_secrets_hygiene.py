@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 from http import HTTPStatus
 from typing import Any
@@ -27,6 +28,7 @@ from rest_framework.test import APIClient
 from apikeys import crypto
 from portal.views import FORM_TOKENS_SESSION_KEY
 from tests.formtokens import FormTokenClient
+from tests.security.conftest import World, token_for
 from tests.factories import UserFactory
 from tests.security.scan import (
     KEY_PATTERN,
@@ -312,18 +314,17 @@ def test_no_secret_is_stored_or_logged_after_an_end_to_end_scenario() -> None:
 def test_the_scan_would_find_a_leaked_secret(issued_key: Any) -> None:
     """Positive control: the same scan finds what the database really holds (the digest)
     and a secret that a log line really carries."""
-    import logging
-
     from django.conf import settings
 
     digest = crypto.digest(issued_key.plaintext, settings.APIKEYS["HASHING_SECRET"])
     findings = Findings()
     scan_database([digest], findings)
     assert any(hit.startswith("apikeys_apikey.digest") for hit in findings.hits)
+    # A password is not secret-shaped (logs redact keys, not every string): it goes through.
     with recording_every_log_line() as log:
-        logging.getLogger("apikeys.somewhere").debug("leaking %s", issued_key.plaintext)
+        logging.getLogger("apikeys.somewhere").debug("leaking %s", PASSWORD)
     findings = Findings()
-    scan_lines(log.lines, [hidden_part(issued_key.plaintext)], findings)
+    scan_lines(log.lines, [PASSWORD], findings)
     assert findings.hits
 
 
@@ -436,3 +437,146 @@ def test_error_pages_never_echo_a_key(world: Any, where: str, settings: Any) -> 
     assert hidden_part(key) not in response.content.decode("utf-8", "replace")
     assert all(hidden_part(key) not in v for _, v in response.items())
     assert all(hidden_part(key) not in morsel.value for morsel in client.cookies.values())
+
+
+# --------------------------------------------------------------------------- logs never carry one
+
+
+def _everything_logged(caplog: Any) -> str:
+    """Every captured record as handlers could write it: the formatted text (exception
+    included), the message, the template, the arguments and every string attribute."""
+    texts = [caplog.text]
+    for record in caplog.records:
+        texts += [record.getMessage(), repr(record.args), record.exc_text or ""]
+        texts += [record.stack_info or ""]
+        texts += [str(v) for v in vars(record).values() if isinstance(v, str)]
+    return "\n".join(texts)
+
+
+def _a_used_portal_link(world: World) -> str:
+    """The path of a real portal link, already used (so dead)."""
+    from apikeys import services
+    from portal import services as portal_services
+
+    url = portal_services.portal_link_create(
+        user=world.user, base_url="https://keys.example.com", actor=services.Actor.system()
+    )
+    path = url.split("://", 1)[1].split("/", 1)[1]
+    Client().post("/" + path)
+    return "/" + path
+
+
+@pytest.mark.parametrize(
+    "where", ["api-key-path", "api-key-delete-path", "example-path", "portal-link-path", "query"]
+)
+def test_a_secret_in_a_url_reaches_no_log_record(
+    where: str, m2m_client: Any, world: World, caplog: Any, settings: Any
+) -> None:
+    """Django's request logger writes the path of every 4xx ("Not Found: /api/v1/api_keys/
+    k_live_…"): the key, the portal link token or the client secret in that URL is redacted
+    from every record the project's handlers see, whatever the request."""
+    settings.DEBUG = False
+    key = world.keys[0].plaintext
+    _application, client_secret, _token = token_for(["read:api_keys"], name="Leaky")
+    client = m2m_client(["read:api_keys", "delete:api_keys"])
+    anonymous = Client(raise_request_exception=False)
+    secrets = [hidden_part(key), client_secret]
+    with caplog.at_level(logging.DEBUG):
+        if where == "api-key-path":
+            response = client.get(f"/api/v1/api_keys/{key}")
+        elif where == "api-key-delete-path":
+            response = client.delete(f"/api/v1/api_keys/{key}")
+        elif where == "example-path":
+            response = anonymous.get(f"/example/users/{key}")
+        elif where == "portal-link-path":
+            link = _a_used_portal_link(world)
+            secrets.append(link.rstrip("/").rsplit("/", 1)[1])
+            assert anonymous.get(link).status_code == HTTPStatus.FOUND  # used: refused
+            response = anonymous.get(link + "extra/")  # no such page: logged as Not Found
+        else:
+            response = anonymous.post(
+                f"/oauth2/token?client_secret={client_secret}&api_key={key}",
+                {"grant_type": "client_credentials"},
+            )
+    assert response.status_code >= 400
+    logged = _everything_logged(caplog)
+    assert any(r.name == "django.request" for r in caplog.records), "the request was logged"
+    assert [s for s in secrets if s in logged] == []
+
+
+def test_a_secret_in_a_log_call_is_redacted_from_message_arguments_and_exception(
+    world: World, caplog: Any
+) -> None:
+    """The project's own loggers: a key in an argument, an Authorization header, a client
+    secret or access token in a query string, a key in an exception's message."""
+    key = world.keys[0].plaintext
+    secret, token = "s3cr3t-" + "A" * 40, "T" * 30
+    logger = logging.getLogger("apikeys.somewhere")
+    with caplog.at_level(logging.DEBUG):
+        logger.warning("refused %s", key)
+        logger.info("headers %r", {"Authorization": f"Bearer {token}"})
+        logger.info("Authorization: Basic %s", "Y2xpZW50OnNlY3JldA==" * 2)
+        logger.info("GET /oauth2/token?client_secret=%s&access_token=%s", secret, token)
+        logger.info("body %s", {"client_secret": secret, "password": secret})
+        logger.warning("broken format %s %s", key)  # a format error keeps no argument
+        try:
+            raise ValueError(f"cannot parse {key}")
+        except ValueError:
+            logger.exception("failed")
+    logged = _everything_logged(caplog)
+    assert len(caplog.records) == 7
+    for leaked in (hidden_part(key), secret, token, "Y2xpZW50OnNlY3JldA=="):
+        assert leaked not in logged, leaked
+    assert "k_live_[redacted]" in logged and "failed" in logged and "ValueError" in logged
+
+
+def test_every_handler_of_the_project_redacts_and_django_logs_once() -> None:
+    """The filter sits on every handler ``LOGGING`` installs (the root's console, runserver's
+    ``django.server``), and Django's records reach one handler only (issue 14: under DEBUG
+    they were printed twice, by Django's own console handler and by the root's)."""
+    from apikeys.logging import RedactSecretsFilter
+
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    handlers = {
+        h
+        for lg in loggers
+        for h in lg.handlers
+        # pytest's capturing handlers, and libraries' NullHandlers (they write nothing)
+        if not type(h).__module__.startswith("_pytest") and not isinstance(h, logging.NullHandler)
+    }
+    assert handlers, "the project configures handlers"
+    unfiltered = [
+        h for h in handlers if not any(isinstance(f, RedactSecretsFilter) for f in h.filters)
+    ]
+    assert unfiltered == []
+    assert logging.getLogger("django").handlers == []
+    assert logging.getLogger("django").propagate
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Not Found: /x/k_live_abc123", "Not Found: /x/k_live_[redacted]"),
+        ('"GET /portal/link/Ab-_9z/ HTTP/1.1" 302', '"GET /portal/link/[redacted]/ HTTP/1.1" 302'),
+        ("next=%2Fportal%2Flink%2FAb-_9z%2F", "next=%2Fportal%2Flink%2F[redacted]%2F"),
+        ("?client_id=c&client_secret=s3&x=1", "?client_id=c&client_secret=[redacted]&x=1"),
+        ("?access_token=abc HTTP/1.1", "?access_token=[redacted] HTTP/1.1"),
+        (
+            "{'password': 'two words', \"token\":\"t\"}",
+            "{'password': '[redacted]', \"token\":\"[redacted]\"}",
+        ),
+        ("Authorization: Bearer abcdefghij", "Authorization: Bearer [redacted]"),
+        ("Authorization: basic Y2xpZW50OnNlY3JldA==", "Authorization: basic [redacted]"),
+        # Left alone: ids, prose, a form's single-submit token, the verify route.
+        ("POST /api/v1/api_keys/verify 200", "POST /api/v1/api_keys/verify 200"),
+        ("Invalid token: expired; form_token=ab", "Invalid token: expired; form_token=ab"),
+        ("Failed basic auth: Can't decode", "Failed basic auth: Can't decode"),
+        ("client_id=abc api_key_0123abcd", "client_id=abc api_key_0123abcd"),
+    ],
+)
+def test_what_the_log_filter_redacts_and_what_it_leaves(text: str, expected: str) -> None:
+    from apikeys.logging import redact_secrets
+
+    assert redact_secrets(text) == expected
