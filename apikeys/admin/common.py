@@ -28,6 +28,7 @@ from django.views.decorators.debug import sensitive_variables
 from apikeys import services
 from apikeys.exceptions import ApiKeysError
 from apikeys.http import client_ip
+from apikeys.middleware import NUL
 
 
 def admin_actor(request: HttpRequest) -> services.Actor:
@@ -62,7 +63,6 @@ def adopt(target: models.Model, saved: models.Model) -> None:
 
 # --------------------------------------------------------------------------- tampered input
 
-NUL = "\x00"
 # The widest integer any backend stores (PostgreSQL's bigint; SQLite's driver refuses more).
 _INTEGER_RANGE = range(-(2**63), 2**63)
 
