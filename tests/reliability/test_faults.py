@@ -133,7 +133,7 @@ def test_cache_down_keeps_verification_correct_and_logs_a_warning(
     store = redis_client.Redis(host="127.0.0.1", port=redis.port)
     assert verify(platform, token, key).is_valid
     assert verify(platform, token, wrong).code == "API_KEY_INVALID"
-    assert store.keys("*apikeys:rl:verify:*"), "the limiter counts failures in Redis"
+    assert store.keys("LIMITS:apikeys*/verify:*"), "the limiter counts failures in Redis"
 
     redis.stop()
     try:
@@ -146,7 +146,7 @@ def test_cache_down_keeps_verification_correct_and_logs_a_warning(
     assert sum(o.is_valid for o in during) == ROUNDS // 2
     assert {o.code for o in during if not o.is_valid} == {"API_KEY_INVALID"}
     assert (
-        "Rate-limit cache unavailable (ConnectionError); not limiting."
+        "Rate-limit storage unavailable (ConnectionError); not limiting."
         in platform.service.log_text()
     )
 
@@ -154,7 +154,7 @@ def test_cache_down_keeps_verification_correct_and_logs_a_warning(
     store.flushall()
     assert verify(platform, token, wrong).code == "API_KEY_INVALID"
     wait_for(
-        lambda: bool(store.keys("*apikeys:rl:verify:*")), timeout=30, what="the limiter's counter"
+        lambda: bool(store.keys("LIMITS:apikeys*/verify:*")), timeout=30, what="the limiter's counter"
     )
     assert platform.row(key_id)["verification_count"] == 1 + ROUNDS // 2
 
