@@ -283,7 +283,9 @@ class ApiKey(models.Model):
     revoked_on = models.DateTimeField(null=True, blank=True, editable=False)
     expires_at = models.DateTimeField(null=True, blank=True)
     last_verified_on = models.DateTimeField(null=True, blank=True, editable=False)
-    last_verified_ip = models.GenericIPAddressField(null=True, blank=True, editable=False)
+    last_verified_ip = models.GenericIPAddressField(
+        "last verified IP", null=True, blank=True, editable=False
+    )
     verification_count = models.PositiveBigIntegerField(default=0, editable=False)
 
     objects = ApiKeyQuerySet.as_manager()
@@ -443,39 +445,39 @@ class AuditEvent(models.Model):
     """One change made by a person, an M2M application or the system. Append-only."""
 
     class Action(models.TextChoices):
-        API_KEY_ISSUED = "api_key.issued"
-        API_KEY_ROTATED = "api_key.rotated"
-        API_KEY_REVOKED = "api_key.revoked"
-        API_CREATED = "api.created"
-        API_DELETED = "api.deleted"
-        SCOPE_CREATED = "scope.created"
-        SCOPE_UPDATED = "scope.updated"
-        SCOPE_DELETED = "scope.deleted"
-        ORGANIZATION_CREATED = "organization.created"
-        ORGANIZATION_UPDATED = "organization.updated"
-        USER_CREATED = "user.created"
-        MEMBERSHIP_ADDED = "membership.added"
-        MEMBERSHIP_ROLES_CHANGED = "membership.roles_changed"
-        MEMBERSHIP_REMOVED = "membership.removed"
-        ROLE_CREATED = "role.created"
-        ROLE_UPDATED = "role.updated"
-        ROLE_PERMISSIONS_CHANGED = "role.permissions_changed"
-        ORGANIZATION_DELETED = "organization.deleted"
-        USER_UPDATED = "user.updated"
-        USER_DELETED = "user.deleted"
-        APPLICATION_CREATED = "application.created"
-        APPLICATION_UPDATED = "application.updated"
-        APPLICATION_DELETED = "application.deleted"
-        APPLICATION_DISABLED = "application.disabled"
-        APPLICATION_ENABLED = "application.enabled"
-        APPLICATION_SECRET_REGENERATED = "application.secret_regenerated"
-        PORTAL_LINK_CREATED = "portal_link.created"
-        PORTAL_LINK_USED = "portal_link.used"
-        PORTAL_LINKS_PURGED = "portal_link.purged"
-        SELF_SERVE_SETTINGS_CHANGED = "self_serve_settings.changed"
-        STAFF_GROUP_CREATED = "staff_group.created"
-        STAFF_GROUP_UPDATED = "staff_group.updated"
-        STAFF_GROUP_DELETED = "staff_group.deleted"
+        API_KEY_ISSUED = "api_key.issued", "API key issued"
+        API_KEY_ROTATED = "api_key.rotated", "API key rotated"
+        API_KEY_REVOKED = "api_key.revoked", "API key revoked"
+        API_CREATED = "api.created", "API created"
+        API_DELETED = "api.deleted", "API deleted"
+        SCOPE_CREATED = "scope.created", "Scope created"
+        SCOPE_UPDATED = "scope.updated", "Scope changed"
+        SCOPE_DELETED = "scope.deleted", "Scope deleted"
+        ORGANIZATION_CREATED = "organization.created", "Organization created"
+        ORGANIZATION_UPDATED = "organization.updated", "Organization changed"
+        USER_CREATED = "user.created", "User created"
+        MEMBERSHIP_ADDED = "membership.added", "Member added"
+        MEMBERSHIP_ROLES_CHANGED = "membership.roles_changed", "Member's roles changed"
+        MEMBERSHIP_REMOVED = "membership.removed", "Member removed"
+        ROLE_CREATED = "role.created", "Role created"
+        ROLE_UPDATED = "role.updated", "Role changed"
+        ROLE_PERMISSIONS_CHANGED = "role.permissions_changed", "Role's permissions changed"
+        ORGANIZATION_DELETED = "organization.deleted", "Organization deleted"
+        USER_UPDATED = "user.updated", "User changed"
+        USER_DELETED = "user.deleted", "User deleted"
+        APPLICATION_CREATED = "application.created", "M2M application created"
+        APPLICATION_UPDATED = "application.updated", "M2M application changed"
+        APPLICATION_DELETED = "application.deleted", "M2M application deleted"
+        APPLICATION_DISABLED = "application.disabled", "M2M application disabled"
+        APPLICATION_ENABLED = "application.enabled", "M2M application enabled"
+        APPLICATION_SECRET_REGENERATED = "application.secret_regenerated", "M2M application secret regenerated"
+        PORTAL_LINK_CREATED = "portal_link.created", "Portal link created"
+        PORTAL_LINK_USED = "portal_link.used", "Portal link used"
+        PORTAL_LINKS_PURGED = "portal_link.purged", "Expired portal links purged"
+        SELF_SERVE_SETTINGS_CHANGED = "self_serve_settings.changed", "Self-serve settings changed"
+        STAFF_GROUP_CREATED = "staff_group.created", "Staff group created"
+        STAFF_GROUP_UPDATED = "staff_group.updated", "Staff group changed"
+        STAFF_GROUP_DELETED = "staff_group.deleted", "Staff group deleted"
 
     class ActorType(models.TextChoices):
         USER = "user", "Person"
@@ -507,7 +509,7 @@ class AuditEvent(models.Model):
     )
     org_code = models.CharField(max_length=64, blank=True)
     user_public_id = models.CharField("owner user id", max_length=40, blank=True)
-    ip = models.GenericIPAddressField(null=True, blank=True)
+    ip = models.GenericIPAddressField("IP", null=True, blank=True)
     details = models.JSONField(default=dict, blank=True)
 
     objects = AuditEventQuerySet.as_manager()

@@ -70,6 +70,15 @@ def _short_time(value: datetime | None) -> str | None:
 # --------------------------------------------------------------------------- list filters
 
 
+class ApiFilter(admin.RelatedFieldListFilter):
+    """By API, where keys of a deleted API (their ``api`` is gone, their ``api_ids`` kept)
+    are one choice named for what they are, not the bare empty-value mark."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.empty_value_display = "Deleted API"
+
+
 class StatusFilter(admin.SimpleListFilter):
     """The contract's status: ``expired`` is an active key past its expiry time."""
 
@@ -152,7 +161,7 @@ class ApiKeyAdmin(ServiceModelAdmin):
     )
     list_filter = (
         StatusFilter,
-        ("api", admin.RelatedFieldListFilter),
+        ("api", ApiFilter),
         OwnerTypeFilter,
         OwnerFilter,
     )
