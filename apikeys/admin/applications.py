@@ -186,6 +186,39 @@ class M2MApplicationAdmin(ServiceModelAdmin):
             button="Yes, re-enable it",
         )
 
+    @sensitive_variables("secret")
+    def _show_secret(
+        self,
+        request: HttpRequest,
+        application: Any,
+        secret: str,
+        *,
+        title: str,
+        details: tuple[tuple[str, str], ...],
+        note: str,
+    ) -> HttpResponse:
+        """The page that shows an application's client secret, once (on creation and on
+        regeneration)."""
+        url = change_url(application)
+        return render_shown_once(
+            request,
+            self,
+            title=title,
+            secrets=[
+                ShownSecret(
+                    title=application.name,
+                    value=secret,
+                    label="Client secret",
+                    url=url,
+                    details=(("Client id", application.client_id), *details),
+                )
+            ],
+            notes=[note],
+            back_url=url,
+            back_label="I have stored it: go to the application",
+            if_lost="If the secret is lost, regenerate it on the application's page.",
+        )
+
     @sensitive_variables("issued")
     def regenerate_secret_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Give an application a new client secret, shown once; the old secret and the tokens
@@ -198,27 +231,16 @@ class M2MApplicationAdmin(ServiceModelAdmin):
                     application=application, actor=admin_actor(request)
                 )
                 self.log_change(request, application, "Client secret regenerated.")
-                url = change_url(application)
-                return render_shown_once(
+                return self._show_secret(
                     request,
-                    self,
+                    application,
+                    issued.client_secret,
                     title="The new client secret",
-                    secrets=[
-                        ShownSecret(
-                            title=application.name,
-                            value=issued.client_secret,
-                            label="Client secret",
-                            url=url,
-                            details=(("Client id", application.client_id),),
-                        )
-                    ],
-                    notes=[
+                    details=(),
+                    note=(
                         "The previous secret and every token fetched with it no longer work: "
                         "give the service this secret, and it fetches new tokens."
-                    ],
-                    back_url=url,
-                    back_label="I have stored it: go to the application",
-                    if_lost="If the secret is lost, regenerate it again.",
+                    ),
                 )
             # A reload of the page that showed the secret: regenerating again would kill the
             # secret just copied.
@@ -262,32 +284,15 @@ class M2MApplicationAdmin(ServiceModelAdmin):
             else:
                 application = issued.application
                 self.log_addition(request, application, [{"added": {}}])
-                url = change_url(application)
-                return render_shown_once(
+                return self._show_secret(
                     request,
-                    self,
+                    application,
+                    issued.client_secret,
                     title="Your new M2M application",
-                    secrets=[
-                        ShownSecret(
-                            title=application.name,
-                            value=issued.client_secret,
-                            label="Client secret",
-                            url=url,
-                            details=(
-                                ("Client id", application.client_id),
-                                ("Granted scopes", " ".join(form.cleaned_data["scopes"])),
-                            ),
-                        )
-                    ],
-                    notes=[
+                    details=(("Granted scopes", " ".join(form.cleaned_data["scopes"])),),
+                    note=(
                         "Exchange the client id and secret for tokens at /oauth2/token "
                         "(grant_type=client_credentials)."
-                    ],
-                    back_url=url,
-                    back_label="I have stored it: go to the application",
-                    if_lost=(
-                        "If the secret is lost, create a new application with the same "
-                        "scopes, move the service to it, then delete this one."
                     ),
                 )
         return self.render_add_form(
