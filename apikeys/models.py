@@ -530,6 +530,17 @@ class AuditEvent(models.Model):
         raise TypeError("The audit trail is append-only.")
 
 
+# The grace periods a person picks from when rotating a key (the portal and the admin): how
+# long the previous secret keeps working. The API takes any number of seconds up to
+# MAX_ROTATION_GRACE_SECONDS; the admin adds a custom value.
+ROTATION_GRACE_CHOICES: list[tuple[int, str]] = [
+    (0, "Immediately: the current secret stops working now"),
+    (3600, "After 1 hour"),
+    (24 * 3600, "After 24 hours"),
+    (7 * 24 * 3600, "After 7 days"),
+]
+
+
 class RateLimitHit(models.Model):
     """One counted event of a rate limit, for the limiter's database storage
     (:mod:`apikeys.ratelimit`): what the embedded default (no Redis) counts in, so that every

@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 
 from apikeys import conf
 from apikeys.http import client_ip
-from apikeys.models import Api, Scope
+from apikeys.models import ROTATION_GRACE_CHOICES, Api, Scope
 from apikeys.signin import ThrottledAuthenticationMixin
 
 
@@ -114,12 +114,7 @@ class ApiKeyCreateForm(forms.Form):
         return str(value) if value else ""
 
 
-GRACE_CHOICES: list[tuple[int, str]] = [
-    (0, "Immediately: the current secret stops working now"),
-    (3600, "After 1 hour"),
-    (24 * 3600, "After 24 hours"),
-    (7 * 24 * 3600, "After 7 days"),
-]
+GRACE_CHOICES = ROTATION_GRACE_CHOICES
 
 
 class ApiKeyRotateForm(forms.Form):

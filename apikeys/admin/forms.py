@@ -13,7 +13,14 @@ from django.db.models import Model, Q
 
 from apikeys import conf
 from apikeys.admin.common import SafeAutocompleteSelect, SafeModelMultipleChoiceField
-from apikeys.models import MANAGEMENT_SCOPES, Api, ApiKey, Organization, Scope
+from apikeys.models import (
+    MANAGEMENT_SCOPES,
+    ROTATION_GRACE_CHOICES,
+    Api,
+    ApiKey,
+    Organization,
+    Scope,
+)
 
 User = get_user_model()
 
@@ -95,25 +102,47 @@ class ApiKeyIssueForm(forms.Form):
 
 
 class RotateForm(forms.Form):
-    """Rotate: the previous secret may keep working for a grace period."""
+    """Rotate: the previous secret may keep working for a grace period, picked as in the
+    portal (now, 1 hour, 24 hours, 7 days) or, here only, typed in seconds."""
+
+    CUSTOM = "custom"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # The limit is read at use, so that a changed setting applies without a restart.
-        self.fields["grace_seconds"] = forms.IntegerField(
-            label="Keep the previous secret valid for (seconds)",
-            min_value=0,
-            max_value=conf.get("MAX_ROTATION_GRACE_SECONDS"),
-            initial=0,
-            required=False,
+        limit = conf.get("MAX_ROTATION_GRACE_SECONDS")
+        self.fields["grace_seconds"] = forms.ChoiceField(
+            label="The previous secret stops working",
+            choices=[
+                *((str(seconds), label) for seconds, label in ROTATION_GRACE_CHOICES if seconds <= limit),
+                (self.CUSTOM, "After a number of seconds of your choice (below)"),
+            ],
+            initial="0",
+            widget=forms.RadioSelect,
             help_text=(
-                "0 ends the previous secret now. A grace period lets callers roll the new "
-                "secret out without downtime; revoking the key ends both secrets."
+                "A grace period lets callers roll the new secret out without downtime; "
+                "revoking the key ends both secrets."
             ),
         )
+        self.fields["custom_grace_seconds"] = forms.IntegerField(
+            label="Seconds",
+            min_value=1,
+            max_value=limit,
+            required=False,
+            help_text=f"With the last choice: 1 to {limit}.",
+        )
 
-    def clean_grace_seconds(self) -> int:
-        return self.cleaned_data.get("grace_seconds") or 0
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        choice = cleaned.get("grace_seconds")
+        if choice == self.CUSTOM:
+            seconds = cleaned.get("custom_grace_seconds")
+            if seconds is None and "custom_grace_seconds" not in self.errors:
+                self.add_error("custom_grace_seconds", "Give the number of seconds.")
+            cleaned["grace_seconds"] = seconds or 0
+        elif choice is not None:
+            cleaned["grace_seconds"] = int(choice)
+        return cleaned
 
 
 # --------------------------------------------------------------------------- people

@@ -172,3 +172,28 @@ def test_sending_the_rotate_form_again_does_not_rotate_twice(admin_client, issue
     again = admin_client.post(rotate_url(issued_key.api_key), {"grace_seconds": "0", "form_token": token})
     assert shown_secrets(again) == []
     assert services.api_key_verify(key=secret).is_valid  # the secret just shown still works
+
+
+def test_the_rotate_page_offers_the_portals_choices_and_a_custom_value(admin_client, issued_key):
+    """Issue 14, item 10: the page asked for raw seconds only."""
+    page = admin_client.get(rotate_url(issued_key.api_key))
+    choices = [value for value, _label in page.context["form"].fields["grace_seconds"].choices]
+    assert choices == ["0", "3600", "86400", "604800", "custom"]
+    response = admin_client.post(
+        rotate_url(issued_key.api_key), {"grace_seconds": "custom", "custom_grace_seconds": "120"}
+    )
+    assert response.status_code == HTTPStatus.OK
+    assert len(shown_secrets(response)) == 1
+    event = AuditEvent.objects.filter(action=AuditEvent.Action.API_KEY_ROTATED).get()
+    assert event.details == {"grace_seconds": 120}
+
+
+@pytest.mark.parametrize("seconds", ["", "0", "604801", "soon"])
+def test_a_bad_custom_grace_period_changes_nothing(admin_client, issued_key, seconds):
+    before = ApiKey.objects.values_list("digest", flat=True).get()
+    response = admin_client.post(
+        rotate_url(issued_key.api_key), {"grace_seconds": "custom", "custom_grace_seconds": seconds}
+    )
+    assert response.status_code == HTTPStatus.OK
+    assert response.context["form"].errors["custom_grace_seconds"]
+    assert ApiKey.objects.values_list("digest", flat=True).get() == before
