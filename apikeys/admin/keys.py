@@ -303,7 +303,8 @@ class ApiKeyAdmin(ServiceModelAdmin):
     def previous_secret_until(self, obj: ApiKey) -> Any:
         if obj.previous_expires_at and obj.previous_expires_at > timezone.now():
             return obj.previous_expires_at
-        return None  # drawn as the admin's "empty" mark
+        # A read-only callable's None would be printed as "None", not as the empty mark.
+        return self.get_empty_value_display()
 
     @admin.display(description="audit trail")
     def audit_trail(self, obj: ApiKey) -> str:

@@ -31,3 +31,14 @@ def test_audit_actions_are_labelled_as_people_write_them():
 def test_the_admin_shows_an_empty_value_one_way_and_gives_lists_the_width():
     assert admin.site.empty_value_display == "—"
     assert admin.site.enable_nav_sidebar is False
+
+
+def test_no_page_of_a_fresh_key_shows_none(admin_client, issued_key):
+    """A key never rotated, verified or revoked: every empty field shows the empty mark."""
+    import re
+
+    response = admin_client.get(f"/admin/apikeys/apikey/{issued_key.api_key.pk}/change/")
+    text = re.sub(r"<[^>]+>", " ", response.content.decode())
+    assert response.status_code == 200
+    assert not re.search(r"\bNone\b", text)
+    assert "—" in text
