@@ -137,7 +137,7 @@ def test_admin_issues_rotates_and_revokes_keys_in_the_browser(
     page.goto(key_url(org_key))
     screenshot("admin-key-detail")
     page.click("a.apikeys-rotate-link")
-    page.fill("#id_grace_seconds", "0")
+    page.get_by_label("Immediately: the current secret stops working now").check()
     page.click("input[name=rotate]")
     expect(page.locator("h1")).to_have_text("The new secret of the rotated key")
     rotated_secret = page.input_value("#secret-0")
