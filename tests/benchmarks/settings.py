@@ -11,3 +11,10 @@ from project.settings import *
 ROOT_URLCONF = "tests.benchmarks.urls"
 # A shared Redis may hold other users' keys: keep the bench's apart.
 CACHES["default"]["KEY_PREFIX"] = "bench"
+# The bench renders admin and portal pages in process to count their queries, without a
+# collectstatic first: name static files plainly instead of through the manifest (what is
+# measured, queries and API responses, does not depend on it).
+STORAGES = {
+    **STORAGES,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
