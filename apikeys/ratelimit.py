@@ -164,8 +164,12 @@ def _item(limit: int, window: int) -> RateLimitItemPerSecond:
 
 
 def retry_after(bucket: str, *, limit: int, window: int) -> int:
-    """Whole seconds until ``bucket`` accepts an event again (at least 1)."""
-    stats = limiter().get_window_stats(_item(limit, window), bucket)
+    """Whole seconds until ``bucket`` accepts an event again (at least 1). Raises
+    :class:`LimiterUnavailable` if the storage fails."""
+    try:
+        stats = limiter().get_window_stats(_item(limit, window), bucket)
+    except Exception as exc:  # noqa: BLE001
+        raise LimiterUnavailable(type(exc).__name__) from exc
     return max(1, math.ceil(stats.reset_time - time.time()))
 
 
@@ -209,7 +213,4 @@ def record_failure(bucket: str, *, limit: int, window: int) -> int | None:
         return retry_after(bucket, limit=limit, window=window)
     except LimiterUnavailable as exc:
         logger.warning("Rate-limit storage unavailable (%s); not limiting.", exc)
-        return None
-    except Exception as exc:  # noqa: BLE001 - retry_after's own read may fail the same way
-        logger.warning("Rate-limit storage unavailable (%s); not limiting.", type(exc).__name__)
         return None

@@ -90,3 +90,21 @@ def test_the_default_storage_is_the_caches_redis_else_the_database(settings) -> 
     assert ratelimit.storage_uri() == "redis://127.0.0.1:6379/7"
     settings.APIKEYS = {**settings.APIKEYS, "RATELIMIT_STORAGE": "memory://"}
     assert ratelimit.storage_uri() == "memory://"
+
+
+@pytest.mark.django_db
+def test_a_storage_that_fails_between_the_count_and_the_wait_is_unavailable(
+    db_storage, monkeypatch
+) -> None:
+    """retry_after reads the window again: a storage failing there is LimiterUnavailable, as
+    for every other call, so sign-in fails closed (503) and verification steps aside."""
+    assert ratelimit.hit("w", limit=1, window=60) is True
+    limiter = ratelimit.limiter()
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("storage down")
+
+    monkeypatch.setattr(limiter, "get_window_stats", down)
+    with pytest.raises(ratelimit.LimiterUnavailable):
+        ratelimit.retry_after("w", limit=1, window=60)
+    assert ratelimit.record_failure("w", limit=1, window=60) is None
