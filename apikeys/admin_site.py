@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest, HttpResponse
@@ -39,7 +38,9 @@ class PortalSafeAdminSite(admin.AdminSite):
     def has_permission(self, request: HttpRequest) -> bool:
         return super().has_permission(request) and not signin.is_portal_only(request)
 
-    def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+    def login(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         if signin.is_portal_only(request) and request.method == "GET":
             # Django's page would say "you are not authorized"; say why instead. (The view's
             # context outranks the context processors', so ``user`` hides that note.)

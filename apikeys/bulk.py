@@ -155,8 +155,12 @@ def api_key_bulk_issue(
         "scope_keys": " ".join(s.key for s in chosen),
         "status": ApiKey.Status.ACTIVE,
         "created_by": actor.label[:200],
-        "created_by_user_id": actor.user.pk if actor.user is not None and actor.application is None else None,
-        "created_by_application_id": actor.application.pk if actor.application is not None else None,
+        "created_by_user_id": actor.user.pk
+        if actor.user is not None and actor.application is None
+        else None,
+        "created_by_application_id": actor.application.pk
+        if actor.application is not None
+        else None,
         "created_on": now,
         "expires_at": expires_at,
         "verification_count": 0,
@@ -237,7 +241,10 @@ def _insert(rows: list[dict[str, Any]], scope_pks: list[Any]) -> None:
         return
     # Elsewhere (SQLite): the ORM's bulk insert, same rows.
     ApiKey.objects.bulk_create(
-        [ApiKey(**{attname: row.get(attname, default) for attname, _, default in columns}) for row in rows],
+        [
+            ApiKey(**{attname: row.get(attname, default) for attname, _, default in columns})
+            for row in rows
+        ],
         batch_size=500,
     )
     if scope_pks:
@@ -249,12 +256,17 @@ def _insert(rows: list[dict[str, Any]], scope_pks: list[Any]) -> None:
 
 
 def _copy_rows(
-    table: str, columns: list[tuple[str, str, Any]], rows: Iterator[dict[str, Any]] | list[dict[str, Any]]
+    table: str,
+    columns: list[tuple[str, str, Any]],
+    rows: Iterator[dict[str, Any]] | list[dict[str, Any]],
 ) -> None:
     quote = connection.ops.quote_name
     names = ", ".join(quote(column) for _, column, _ in columns)
     # A fresh default object per row is not needed: every default here is immutable
     # (None, 0, "active", now), and the mutable one (id) is always given.
-    with connection.cursor() as cursor, cursor.cursor.copy(f"COPY {quote(table)} ({names}) FROM STDIN") as copy:
+    with (
+        connection.cursor() as cursor,
+        cursor.cursor.copy(f"COPY {quote(table)} ({names}) FROM STDIN") as copy,
+    ):
         for row in rows:
             copy.write_row([row.get(attname, default) for attname, _, default in columns])

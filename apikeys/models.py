@@ -118,7 +118,9 @@ class Role(models.Model):
     """A role members hold within organizations, granting system permissions."""
 
     id = models.CharField(primary_key=True, max_length=32, default=new_hex_id, editable=False)
-    key = models.CharField(max_length=64, unique=True, validators=[RegexValidator(ROLE_KEY_PATTERN)])
+    key = models.CharField(
+        max_length=64, unique=True, validators=[RegexValidator(ROLE_KEY_PATTERN)]
+    )
     name = models.CharField(max_length=128)
     description = models.CharField(max_length=255, blank=True)
     system_permissions = models.ManyToManyField(SystemPermission, related_name="roles", blank=True)
@@ -470,7 +472,10 @@ class AuditEvent(models.Model):
         APPLICATION_DELETED = "application.deleted", "M2M application deleted"
         APPLICATION_DISABLED = "application.disabled", "M2M application disabled"
         APPLICATION_ENABLED = "application.enabled", "M2M application enabled"
-        APPLICATION_SECRET_REGENERATED = "application.secret_regenerated", "M2M application secret regenerated"
+        APPLICATION_SECRET_REGENERATED = (
+            "application.secret_regenerated",
+            "M2M application secret regenerated",
+        )
         PORTAL_LINK_CREATED = "portal_link.created", "Portal link created"
         PORTAL_LINK_USED = "portal_link.used", "Portal link used"
         PORTAL_LINKS_PURGED = "portal_link.purged", "Expired portal links purged"

@@ -127,9 +127,7 @@ class ManagementOAuth2Validator(OAuth2Validator):
         Application = get_application_model()
         try:
             return (
-                Application.objects.select_related("m2m_grant")
-                .filter(client_id=client_id)
-                .first()
+                Application.objects.select_related("m2m_grant").filter(client_id=client_id).first()
             )
         except ValueError:
             # A NUL byte in the id: PostgreSQL drivers refuse it before querying. No client

@@ -71,7 +71,9 @@ class DatabaseStorage(Storage, MovingWindowSupport):
 
     STORAGE_SCHEME = ["apikeys-db"]
 
-    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options: Any) -> None:
+    def __init__(
+        self, uri: str | None = None, wrap_exceptions: bool = False, **options: Any
+    ) -> None:
         super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
 
     @property
@@ -92,7 +94,7 @@ class DatabaseStorage(Storage, MovingWindowSupport):
             if RateLimitHit.objects.filter(key=key).count() + amount > limit:
                 return False
             RateLimitHit.objects.bulk_create([RateLimitHit(key=key, at=now) for _ in range(amount)])
-        if random.random() < 0.01:  # noqa: S311 - not a secret: when to sweep other keys' rows
+        if random.random() < 0.01:
             RateLimitHit.objects.filter(at__lte=now - MAX_WINDOW_SECONDS).delete()
         return True
 
@@ -168,7 +170,7 @@ def retry_after(bucket: str, *, limit: int, window: int) -> int:
     :class:`LimiterUnavailable` if the storage fails."""
     try:
         stats = limiter().get_window_stats(_item(limit, window), bucket)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise LimiterUnavailable(type(exc).__name__) from exc
     return max(1, math.ceil(stats.reset_time - time.time()))
 
@@ -178,7 +180,7 @@ def hit(bucket: str, *, limit: int, window: int) -> bool:
     in the last ``window`` seconds. Raises :class:`LimiterUnavailable` if the storage fails."""
     try:
         return bool(limiter().hit(_item(limit, window), bucket))
-    except Exception as exc:  # noqa: BLE001 - any storage failure means "cannot count"
+    except Exception as exc:
         raise LimiterUnavailable(type(exc).__name__) from exc
 
 
@@ -187,7 +189,7 @@ def test(bucket: str, *, limit: int, window: int) -> bool:
     :class:`LimiterUnavailable` if the storage fails."""
     try:
         return bool(limiter().test(_item(limit, window), bucket))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise LimiterUnavailable(type(exc).__name__) from exc
 
 
@@ -195,7 +197,7 @@ def clear(bucket: str, *, limit: int, window: int) -> None:
     """Forget ``bucket``'s events. Raises :class:`LimiterUnavailable` if the storage fails."""
     try:
         limiter().clear(_item(limit, window), bucket)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise LimiterUnavailable(type(exc).__name__) from exc
 
 

@@ -27,12 +27,11 @@ from django.utils.dateparse import parse_datetime
 from apikeys import conf, crypto
 from apikeys import exceptions as errors
 from apikeys.models import (
+    MANAGEMENT_SCOPES,
     ORG_CODE_PATTERN,
     ROLE_KEY_PATTERN,
-    SCOPE_ID_PATTERN,
     SCOPE_KEY_PATTERN,
     Api,
-    MANAGEMENT_SCOPES,
     ApiKey,
     AuditEvent,
     M2MGrant,
@@ -127,7 +126,9 @@ def _clean_ip(ip: str | None) -> str | None:
 
 def _check_text(value: Any, *, field: str, max_length: int, min_length: int = 1) -> str:
     if not isinstance(value, str):
-        raise errors.ValidationFailed(f"{field} must be a string.", code="INVALID_FIELD", field=field)
+        raise errors.ValidationFailed(
+            f"{field} must be a string.", code="INVALID_FIELD", field=field
+        )
     value = value.strip()
     if not min_length <= len(value) <= max_length:
         raise errors.ValidationFailed(
@@ -280,8 +281,10 @@ def api_key_rotate(*, api_key: ApiKey, grace_seconds: int = 0, actor: Actor) -> 
     zero-downtime roll-outs). A revoked key cannot be rotated.
     """
     limit = conf.get("MAX_ROTATION_GRACE_SECONDS")
-    if isinstance(grace_seconds, bool) or not isinstance(grace_seconds, int) or not (
-        0 <= grace_seconds <= limit
+    if (
+        isinstance(grace_seconds, bool)
+        or not isinstance(grace_seconds, int)
+        or not (0 <= grace_seconds <= limit)
     ):
         raise errors.ValidationFailed(
             f"The grace period must be a whole number of seconds from 0 to {limit}.",
@@ -339,7 +342,9 @@ def api_key_revoke(*, api_key: ApiKey, actor: Actor) -> ApiKey:
         locked.revoked_on = timezone.now()
         locked.previous_digest = None
         locked.previous_expires_at = None
-        locked.save(update_fields=["status", "revoked_on", "previous_digest", "previous_expires_at"])
+        locked.save(
+            update_fields=["status", "revoked_on", "previous_digest", "previous_expires_at"]
+        )
         _audit(
             actor=actor,
             action=Action.API_KEY_REVOKED,
@@ -403,9 +408,7 @@ _VERIFY_COLUMNS = (
 )
 
 
-def api_key_verify(
-    *, key: Any, audience: str | None = None, ip: str | None = None
-) -> Verification:
+def api_key_verify(*, key: Any, audience: str | None = None, ip: str | None = None) -> Verification:
     """Verify ``key`` and, when valid, count the verification with its time and ``ip``.
 
     One database round trip when the key is valid: a single ``UPDATE … RETURNING`` both
@@ -543,7 +546,15 @@ def _build_verify_sql(db: Any, with_audience: bool, async_commit: bool) -> str:
 def _explain_failure(key_digest: str, audience: str | None, now: datetime) -> Verification:
     candidate = (
         ApiKey.objects.filter(Q(digest=key_digest) | Q(previous_digest=key_digest))
-        .only("id", "digest", "previous_digest", "previous_expires_at", "status", "expires_at", "audience")
+        .only(
+            "id",
+            "digest",
+            "previous_digest",
+            "previous_expires_at",
+            "status",
+            "expires_at",
+            "audience",
+        )
         .first()
     )
     if candidate is None:
@@ -563,9 +574,7 @@ def _explain_failure(key_digest: str, audience: str | None, now: datetime) -> Ve
     if candidate.expires_at is not None and candidate.expires_at <= now:
         return Verification(code=Verification.EXPIRED, key_id=candidate.id, status="expired")
     if audience is not None and candidate.audience != audience:
-        return Verification(
-            code=Verification.WRONG_AUDIENCE, key_id=candidate.id, status="active"
-        )
+        return Verification(code=Verification.WRONG_AUDIENCE, key_id=candidate.id, status="active")
     # The key changed between the two statements (rotated or revoked meanwhile): refuse.
     return _INVALID
 
@@ -632,7 +641,12 @@ def api_delete(*, api: Api, actor: Actor) -> None:
 
 
 def scope_create(*, api: Api, key: str, description: str = "", actor: Actor) -> Scope:
-    key = _check_pattern(key, field="key", pattern=SCOPE_KEY_PATTERN, what="a scope key of 1 to 64 characters without spaces")
+    key = _check_pattern(
+        key,
+        field="key",
+        pattern=SCOPE_KEY_PATTERN,
+        what="a scope key of 1 to 64 characters without spaces",
+    )
     description = _check_text(description, field="description", max_length=255, min_length=0)
     try:
         with transaction.atomic():
@@ -699,7 +713,10 @@ def organization_create(*, name: str, code: str | None = None, actor: Actor) -> 
     name = _check_text(name, field="name", max_length=128)
     if code is not None:
         code = _check_pattern(
-            code, field="code", pattern=ORG_CODE_PATTERN, what="org_ followed by lowercase letters and digits"
+            code,
+            field="code",
+            pattern=ORG_CODE_PATTERN,
+            what="org_ followed by lowercase letters and digits",
         )
         if _org_code_was_used(code):
             raise errors.OrganizationCodeTaken(
@@ -810,7 +827,12 @@ def user_create(
 
 
 def role_create(*, key: str, name: str, description: str = "", actor: Actor) -> Role:
-    key = _check_pattern(key, field="key", pattern=ROLE_KEY_PATTERN, what="lowercase letters, digits and _:.- (1 to 64)")
+    key = _check_pattern(
+        key,
+        field="key",
+        pattern=ROLE_KEY_PATTERN,
+        what="lowercase letters, digits and _:.- (1 to 64)",
+    )
     name = _check_text(name, field="name", max_length=128)
     description = _check_text(description, field="description", max_length=255, min_length=0)
     try:
@@ -836,7 +858,9 @@ def role_change_permissions(
     known = {p.key: p for p in SystemPermission.objects.filter(key__in=keys)}
     for key in keys:
         if key not in known:
-            raise errors.PermissionNotFound(f"No system permission {key[:80]!r}.", field="system_permissions")
+            raise errors.PermissionNotFound(
+                f"No system permission {key[:80]!r}.", field="system_permissions"
+            )
     with transaction.atomic():
         role.system_permissions.add(*(known[k] for k in add))
         role.system_permissions.remove(*(known[k] for k in remove))
@@ -899,7 +923,9 @@ class IssuedApplication:
     client_secret: str = field(repr=False)
 
     def __repr__(self) -> str:
-        return f"IssuedApplication(client_id={self.application.client_id!r}, client_secret=<hidden>)"
+        return (
+            f"IssuedApplication(client_id={self.application.client_id!r}, client_secret=<hidden>)"
+        )
 
 
 def _check_management_scopes(scopes: Iterable[str]) -> list[str]:
@@ -947,7 +973,9 @@ def m2m_application_create(*, name: str, scopes: Iterable[str], actor: Actor) ->
     return IssuedApplication(application=application, client_secret=secret)
 
 
-def m2m_application_set_scopes(*, application: Any, scopes: Iterable[str], actor: Actor) -> M2MGrant:
+def m2m_application_set_scopes(
+    *, application: Any, scopes: Iterable[str], actor: Actor
+) -> M2MGrant:
     """Replace the scopes granted to ``application``. New tokens carry only the new grant;
     tokens already issued keep only the scopes still granted, from their next request
     (``apikeys.oauth``)."""

@@ -151,7 +151,9 @@ class ThrottledAuthenticationMixin:
             allowed = throttle.begin()
         except ThrottleUnavailable as exc:
             self.unavailable = True
-            raise ValidationError(self.throttle_messages["unavailable"], code="unavailable") from exc
+            raise ValidationError(
+                self.throttle_messages["unavailable"], code="unavailable"
+            ) from exc
         if not allowed:
             self.throttled = True
             self.retry_after = throttle.retry_after

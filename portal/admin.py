@@ -94,7 +94,6 @@ class PortalLinkAdmin(ReadOnlyAdminMixin, QuietMissingObjectMixin, admin.ModelAd
     readonly_fields = fields
     date_hierarchy = "created_on"
 
-
     @admin.display(description="state")
     def state(self, obj: PortalLink) -> str:
         return obj.state

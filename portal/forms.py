@@ -10,7 +10,6 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 
 from apikeys import conf
-from apikeys.http import client_ip
 from apikeys.models import ROTATION_GRACE_CHOICES, Api, Scope
 from apikeys.signin import ThrottledAuthenticationMixin
 

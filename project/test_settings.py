@@ -12,14 +12,14 @@ os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production")
 os.environ.setdefault("APIKEYS_HASHING_SECRET", "test-only-hashing-secret-not-for-production")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
 
-from project.settings import *  # noqa: E402,F403
+from project.settings import *
 
 # Parallel test workers (pytest-xdist) may share one Redis: keep their cache keys apart.
-CACHES["default"]["KEY_PREFIX"] = "test-" + os.environ.get("PYTEST_XDIST_WORKER", "main")  # noqa: F405
+CACHES["default"]["KEY_PREFIX"] = "test-" + os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 # The unit tests render pages without a collectstatic first; the servers the reliability,
 # security and browser tests start use the real storage on a collected STATIC_ROOT.
-STORAGES = {  # noqa: F405
-    **STORAGES,  # noqa: F405
+STORAGES = {
+    **STORAGES,
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import pytest
+from rest_framework.test import APIClient
 
 from apikeys import services
 from apikeys.models import Api, Organization, Scope
+from tests.api.conftest import ALL_SCOPES, fetch_token
 from tests.factories import ApiFactory, OrganizationFactory, ScopeFactory, UserFactory
 
 # manage.py reads a developer's .env (what `make run` writes); the subprocesses the tests
@@ -63,3 +66,24 @@ def user_key(api, read_users, user, actor) -> services.IssuedKey:
     return services.api_key_issue(
         name="Personal", api=api, scopes=["read:users"], user=user, actor=actor
     )
+
+
+@pytest.fixture
+def make_client(db) -> Callable[..., APIClient]:
+    """``make_client(["read:api_keys"])``: an APIClient holding a real token of a new M2M
+    application granted exactly those scopes."""
+
+    def make(scopes: list[str] | None = None, name: str = "Test service") -> APIClient:
+        issued = services.m2m_application_create(
+            name=name,
+            scopes=ALL_SCOPES if scopes is None else scopes,
+            actor=services.Actor.system(),
+        )
+        response = fetch_token(issued.application.client_id, issued.client_secret)
+        assert response.status_code == 200, response.content
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {response.json()['access_token']}")
+        client.application = issued.application  # type: ignore[attr-defined]
+        return client
+
+    return make

@@ -23,8 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 import oauth2_provider.admin  # noqa: F401  (registers the admins replaced below)
-from django.contrib import admin
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -154,7 +153,9 @@ class M2MApplicationAdmin(ServiceModelAdmin):
     def _switch(self, request: HttpRequest, object_id: str, *, disable: bool) -> HttpResponse:
         application = self._application_or_404(request, object_id)
         if request.method == "POST":
-            change = services.m2m_application_disable if disable else services.m2m_application_enable
+            change = (
+                services.m2m_application_disable if disable else services.m2m_application_enable
+            )
             change(application=application, actor=admin_actor(request))
             done = "disabled" if disable else "re-enabled"
             self.log_change(request, application, done.capitalize() + ".")

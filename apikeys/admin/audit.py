@@ -8,7 +8,6 @@ copied onto each event), so it stays one query per page however long the trail g
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from django.contrib import admin
 from django.db.models import QuerySet
@@ -88,4 +87,3 @@ class AuditEventAdmin(ReadOnlyAdminMixin, QuietMissingObjectMixin, admin.ModelAd
     @admin.display(description="details")
     def details_json(self, obj: AuditEvent) -> str:
         return format_html("<pre>{}</pre>", json.dumps(obj.details, indent=2, sort_keys=True))
-

@@ -210,7 +210,6 @@ class ServiceModelAdmin(QuietMissingObjectMixin, admin.ModelAdmin):
     whole submission back, and the admin is sent back to the page with the reason.
     """
 
-
     def render_add_form(
         self,
         request: HttpRequest,

@@ -402,4 +402,3 @@ class SystemPermissionAdmin(ReadOnlyAdminMixin, QuietMissingObjectMixin, admin.M
 
     list_display = ("key", "description")
     search_fields = ("key",)
-

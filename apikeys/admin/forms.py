@@ -114,7 +114,11 @@ class RotateForm(forms.Form):
         self.fields["grace_seconds"] = forms.ChoiceField(
             label="The previous secret stops working",
             choices=[
-                *((str(seconds), label) for seconds, label in ROTATION_GRACE_CHOICES if seconds <= limit),
+                *(
+                    (str(seconds), label)
+                    for seconds, label in ROTATION_GRACE_CHOICES
+                    if seconds <= limit
+                ),
                 (self.CUSTOM, "After a number of seconds of your choice (below)"),
             ],
             initial="0",

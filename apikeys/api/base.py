@@ -152,11 +152,16 @@ class AlwaysJson(BaseContentNegotiation):
 
     def select_parser(self, request: Request, parsers: list[Any]) -> Any:
         for parser in parsers:
-            if request.content_type and request.content_type.split(";")[0].strip() == parser.media_type:
+            if (
+                request.content_type
+                and request.content_type.split(";")[0].strip() == parser.media_type
+            ):
                 return parser
         return None
 
-    def select_renderer(self, request: Request, renderers: list[Any], format_suffix: Any = None) -> Any:
+    def select_renderer(
+        self, request: Request, renderers: list[Any], format_suffix: Any = None
+    ) -> Any:
         return renderers[0], renderers[0].media_type
 
 
@@ -207,10 +212,14 @@ class ManagementApiView(APIView):
         # PostgreSQL text cannot hold NUL: refuse it at the door instead of failing in the
         # database. No id, code or filter value of ours can contain one.
         if any("\x00" in str(value) for value in kwargs.values()):
-            raise ApiError(status=HTTPStatus.NOT_FOUND, code="ROUTE_NOT_FOUND", message="No such route.")
+            raise ApiError(
+                status=HTTPStatus.NOT_FOUND, code="ROUTE_NOT_FOUND", message="No such route."
+            )
         for name, values in request.query_params.lists():
             if "\x00" in name or any("\x00" in v for v in values):
-                raise bad_request("INVALID_QUERY", "Query parameters cannot contain NUL characters.", name[:64])
+                raise bad_request(
+                    "INVALID_QUERY", "Query parameters cannot contain NUL characters.", name[:64]
+                )
 
     @staticmethod
     def _check_body(request: Request) -> None:
@@ -261,7 +270,9 @@ def page_size(request: Request) -> int:
     # An empty page_size (like an empty cursor) is a mistake to report, not a default.
     # isascii: str.isdigit() is also true of "¹" or "²", which int() refuses (a 500).
     if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
-        raise bad_request("INVALID_PAGE_SIZE", "page_size must be a whole number from 1 to 100.", "page_size")
+        raise bad_request(
+            "INVALID_PAGE_SIZE", "page_size must be a whole number from 1 to 100.", "page_size"
+        )
     size = int(raw)
     if size > MAX_PAGE_SIZE:
         raise bad_request(
@@ -290,7 +301,9 @@ def paginate(
         value = cursor_value(after) if after else None
         if value is None:
             raise bad_request(
-                "INVALID_CURSOR", "starting_after is not the id of an item of this list.", "starting_after"
+                "INVALID_CURSOR",
+                "starting_after is not the id of an item of this list.",
+                "starting_after",
             )
         queryset = queryset.filter(**{f"{order_field}__lt": value})
     items = list(queryset.order_by(f"-{order_field}")[: size + 1])

@@ -131,7 +131,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif isinstance(exc, drf.APIException):
         status = exc.status_code
         code = next((c for cls, c in _DRF_CODES if isinstance(exc, cls)), "INVALID_REQUEST")
-        message = str(exc.detail) if not isinstance(exc.detail, (list, dict)) else "Invalid request."
+        message = (
+            str(exc.detail) if not isinstance(exc.detail, (list, dict)) else "Invalid request."
+        )
         if isinstance(exc, drf.ParseError):
             message = "The body is not valid JSON."
         errors = [entry(code, message)]
@@ -152,9 +154,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         # quote column values: only the type is logged.
         logger.warning("Write refused by a database constraint: %s", type(exc).__name__)
         status = HTTPStatus.CONFLICT
-        errors = [
-            entry("CONFLICT", "The request conflicted with a concurrent change; retry it.")
-        ]
+        errors = [entry("CONFLICT", "The request conflicted with a concurrent change; retry it.")]
     else:
         logger.exception("Unexpected error in the Management API")
         status = HTTPStatus.INTERNAL_SERVER_ERROR

@@ -27,7 +27,10 @@ class ManagementTokenScheme(OpenApiAuthenticationExtension):
             "type": "oauth2",
             "description": "Client-credentials token of an M2M application, from /oauth2/token.",
             "flows": {
-                "clientCredentials": {"tokenUrl": "/oauth2/token", "scopes": dict(MANAGEMENT_SCOPES)}
+                "clientCredentials": {
+                    "tokenUrl": "/oauth2/token",
+                    "scopes": dict(MANAGEMENT_SCOPES),
+                }
             },
         }
 

@@ -58,12 +58,23 @@ class StrictSerializer(serializers.Serializer):
     def to_internal_value(self, data: Any) -> Any:
         if not isinstance(data, dict):
             raise serializers.ValidationError(
-                {"non_field_errors": [serializers.ErrorDetail("The body must be a JSON object.", code="INVALID_REQUEST")]}
+                {
+                    "non_field_errors": [
+                        serializers.ErrorDetail(
+                            "The body must be a JSON object.", code="INVALID_REQUEST"
+                        )
+                    ]
+                }
             )
         unknown = sorted(set(data) - set(self.fields))
         if unknown:
             raise serializers.ValidationError(
-                {name: [serializers.ErrorDetail(f"Unknown field {name!r}.", code="UNKNOWN_FIELD")] for name in unknown[:10]}
+                {
+                    name: [
+                        serializers.ErrorDetail(f"Unknown field {name!r}.", code="UNKNOWN_FIELD")
+                    ]
+                    for name in unknown[:10]
+                }
             )
         return super().to_internal_value(data)
 
@@ -91,7 +102,9 @@ class ApiKeyCreateIn(StrictSerializer):
 
 
 class ApiKeyRotateIn(StrictSerializer):
-    expire_previous_in = StrictIntegerField(min_value=0, max_value=604800, required=False, default=0)
+    expire_previous_in = StrictIntegerField(
+        min_value=0, max_value=604800, required=False, default=0
+    )
 
 
 class ApiKeyVerifyIn(StrictSerializer):
@@ -153,7 +166,13 @@ class ApiKeyOut(serializers.Serializer):
 
 class VerificationOut(serializers.Serializer):
     code = serializers.ChoiceField(
-        choices=["API_KEY_VERIFIED", "API_KEY_INVALID", "API_KEY_REVOKED", "API_KEY_EXPIRED", "API_KEY_WRONG_AUDIENCE"]
+        choices=[
+            "API_KEY_VERIFIED",
+            "API_KEY_INVALID",
+            "API_KEY_REVOKED",
+            "API_KEY_EXPIRED",
+            "API_KEY_WRONG_AUDIENCE",
+        ]
     )
     message = serializers.CharField()
     is_valid = serializers.BooleanField()
@@ -188,7 +207,13 @@ class ScopeUpdateIn(StrictSerializer):
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict) and "key" in data:
             raise serializers.ValidationError(
-                {"key": [serializers.ErrorDetail("A scope's key cannot be changed.", code="FIELD_NOT_UPDATABLE")]}
+                {
+                    "key": [
+                        serializers.ErrorDetail(
+                            "A scope's key cannot be changed.", code="FIELD_NOT_UPDATABLE"
+                        )
+                    ]
+                }
             )
         return super().to_internal_value(data)
 
@@ -206,7 +231,12 @@ class ApiOut(serializers.Serializer):
     created_on = serializers.CharField()
 
     def to_representation(self, api: Any) -> dict[str, Any]:
-        return {"id": api.id, "name": api.name, "audience": api.audience, "created_on": iso(api.created_on)}
+        return {
+            "id": api.id,
+            "name": api.name,
+            "audience": api.audience,
+            "created_on": iso(api.created_on),
+        }
 
 
 class ApiDetailOut(ApiOut):
@@ -215,7 +245,8 @@ class ApiDetailOut(ApiOut):
     def to_representation(self, api: Any) -> dict[str, Any]:
         data = super().to_representation(api)
         data["scopes"] = [
-            {"id": s.id, "key": s.key, "description": s.description} for s in api.scopes.order_by("key")
+            {"id": s.id, "key": s.key, "description": s.description}
+            for s in api.scopes.order_by("key")
         ]
         return data
 
@@ -268,7 +299,9 @@ class UserOut(serializers.Serializer):
 
 class MemberIn(StrictSerializer):
     id = StrictCharField(max_length=200)
-    roles = serializers.ListField(child=StrictCharField(max_length=200), required=False, default=list, max_length=50)
+    roles = serializers.ListField(
+        child=StrictCharField(max_length=200), required=False, default=list, max_length=50
+    )
 
 
 class OrganizationUsersIn(StrictSerializer):
@@ -309,7 +342,9 @@ class PermissionChangeIn(StrictSerializer):
 
 
 class RolePermissionsIn(StrictSerializer):
-    system_permissions = serializers.ListField(child=PermissionChangeIn(), min_length=1, max_length=50)
+    system_permissions = serializers.ListField(
+        child=PermissionChangeIn(), min_length=1, max_length=50
+    )
 
 
 class PortalLinkIn(StrictSerializer):

@@ -91,7 +91,9 @@ def _throttled_failure(request: HttpRequest) -> int | None:
         # Hashed: a client id is whatever the caller sent, and must fit a cache key.
         bucket = hashlib.sha256(client_id.encode("utf-8", "replace")).hexdigest()[:32]
         waits.append(
-            record_failure(f"token:client:{bucket}", limit=conf.get("TOKEN_FAILURE_LIMIT"), window=window)
+            record_failure(
+                f"token:client:{bucket}", limit=conf.get("TOKEN_FAILURE_LIMIT"), window=window
+            )
         )
     waits.append(
         record_failure(
@@ -147,7 +149,9 @@ class ManagementTokenView(TokenView):
             # The database is unreachable: an OAuth-shaped JSON 503 a client can retry on,
             # not Django's HTML 500 page.
             logger.warning("Database unavailable: %s", type(exc).__name__)
-            response = _oauth_error("temporarily_unavailable", "The service is temporarily unavailable.", 503)
+            response = _oauth_error(
+                "temporarily_unavailable", "The service is temporarily unavailable.", 503
+            )
             response["Retry-After"] = "5"
             return response
         if response.status_code == 401:

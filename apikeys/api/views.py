@@ -85,7 +85,11 @@ KINDE_LIST_PARAMS = [kinde_ignored("sort"), kinde_ignored("next_token")]
 def _envelope(name: str, item: Any, code: str = "OK", message: str = "Success") -> Any:
     return inline_serializer(
         name=name,
-        fields={"code": serializers.CharField(default=code), "message": serializers.CharField(default=message), **item},
+        fields={
+            "code": serializers.CharField(default=code),
+            "message": serializers.CharField(default=message),
+            **item,
+        },
     )
 
 
@@ -114,7 +118,9 @@ def _matches(pattern: str, value: str) -> str | None:
     return value if re.fullmatch(pattern, value) else None
 
 
-def _filter_value(request: Request, name: str, allowed: tuple[str, ...] | None = None) -> str | None:
+def _filter_value(
+    request: Request, name: str, allowed: tuple[str, ...] | None = None
+) -> str | None:
     value = request.query_params.get(name)
     if value is None:
         return None
@@ -138,7 +144,11 @@ def _api_in_path(api_id: str) -> Api:
 
 
 def _key_in_path(key_id: str) -> ApiKey:
-    key = ApiKey.objects.filter(pk=key_id).first() if re.fullmatch(API_KEY_ID_PATTERN, key_id) else None
+    key = (
+        ApiKey.objects.filter(pk=key_id).first()
+        if re.fullmatch(API_KEY_ID_PATTERN, key_id)
+        else None
+    )
     if key is None:
         raise not_found("API_KEY_NOT_FOUND", "No API key with that id.")
     return key
@@ -159,7 +169,9 @@ def _org_in_path(code: str) -> Organization:
 
 
 def _role_in_path(role_id: str) -> Role:
-    role = Role.objects.filter(pk=role_id).first() if re.fullmatch(API_ID_PATTERN, role_id) else None
+    role = (
+        Role.objects.filter(pk=role_id).first() if re.fullmatch(API_ID_PATTERN, role_id) else None
+    )
     if role is None:
         raise not_found("ROLE_NOT_FOUND", "No role with that id.")
     return role
@@ -180,7 +192,11 @@ def _org_in_body(code: str, field: str) -> Organization:
 
 
 def _user_in_body(user_id: str, field: str) -> Any:
-    user = User.objects.filter(public_id=user_id).first() if re.fullmatch(USER_ID_PATTERN, user_id) else None
+    user = (
+        User.objects.filter(public_id=user_id).first()
+        if re.fullmatch(USER_ID_PATTERN, user_id)
+        else None
+    )
     if user is None:
         raise errors.UserNotFound(field=field)
     return user
@@ -188,7 +204,9 @@ def _user_in_body(user_id: str, field: str) -> Any:
 
 def _secret_response(body: dict[str, Any], status: int) -> Response:
     # A key is in this body: no cache anywhere may keep it.
-    return Response(body, status=status, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+    return Response(
+        body, status=status, headers={"Cache-Control": "no-store", "Pragma": "no-cache"}
+    )
 
 
 # --------------------------------------------------------------------------- API keys
@@ -224,10 +242,16 @@ class ApiKeysApi(ManagementApiView):
         if status == "revoked":
             keys = keys.filter(status=ApiKey.Status.REVOKED)
         elif status == "active":
-            keys = keys.filter(status=ApiKey.Status.ACTIVE).filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+            keys = keys.filter(status=ApiKey.Status.ACTIVE).filter(
+                Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+            )
         elif status == "expired":
             keys = keys.filter(status=ApiKey.Status.ACTIVE, expires_at__lte=now)
-        for param, column in (("user_id", "user_public_id"), ("org_code", "org_code"), ("api_id", "api_public_id")):
+        for param, column in (
+            ("user_id", "user_public_id"),
+            ("org_code", "org_code"),
+            ("api_id", "api_public_id"),
+        ):
             value = _filter_value(request, param)
             if value is not None:
                 keys = keys.filter(**{column: value})
@@ -239,7 +263,12 @@ class ApiKeysApi(ManagementApiView):
     @extend_schema(
         operation_id="create_api_key",
         request=s.ApiKeyCreateIn,
-        responses={201: _envelope("ApiKeyCreated", {"api_key": s.SecretOut()}, "API_KEY_CREATED", "API key created"), **ERRORS},
+        responses={
+            201: _envelope(
+                "ApiKeyCreated", {"api_key": s.SecretOut()}, "API_KEY_CREATED", "API key created"
+            ),
+            **ERRORS,
+        },
     )
     def post(self, request: Request) -> Response:
         data = validated(s.ApiKeyCreateIn, self.body())
@@ -252,7 +281,9 @@ class ApiKeysApi(ManagementApiView):
         owner_type = "organization" if org_code else "user"
         if data.get("type") and data["type"] != owner_type:
             raise bad_request(
-                "OWNER_TYPE_MISMATCH", f"type is {data['type']!r} but the owner given is a {owner_type}.", "type"
+                "OWNER_TYPE_MISMATCH",
+                f"type is {data['type']!r} but the owner given is a {owner_type}.",
+                "type",
             )
         issued = services.api_key_issue(
             name=data["name"],
@@ -274,9 +305,16 @@ class ApiKeysApi(ManagementApiView):
 
 
 class ApiKeyApi(ManagementApiView):
-    required_scopes = {"GET": ["read:api_keys"], "PUT": ["update:api_keys"], "DELETE": ["delete:api_keys"]}
+    required_scopes = {
+        "GET": ["read:api_keys"],
+        "PUT": ["update:api_keys"],
+        "DELETE": ["delete:api_keys"],
+    }
 
-    @extend_schema(operation_id="get_api_key", responses={200: _envelope("ApiKeyRead", {"api_key": s.ApiKeyOut()}), **ERRORS})
+    @extend_schema(
+        operation_id="get_api_key",
+        responses={200: _envelope("ApiKeyRead", {"api_key": s.ApiKeyOut()}), **ERRORS},
+    )
     def get(self, request: Request, key_id: str) -> Response:
         key = _key_in_path(key_id)
         return Response({**OK, "api_key": s.ApiKeyOut(key).data})
@@ -285,14 +323,21 @@ class ApiKeyApi(ManagementApiView):
         operation_id="rotate_api_key",
         request=s.ApiKeyRotateIn,
         responses={
-            201: _envelope("ApiKeyRotated", {"api_key": s.SecretOut()}, "API_KEY_ROTATED", "API key rotated successfully"),
+            201: _envelope(
+                "ApiKeyRotated",
+                {"api_key": s.SecretOut()},
+                "API_KEY_ROTATED",
+                "API key rotated successfully",
+            ),
             **ERRORS,
         },
     )
     def put(self, request: Request, key_id: str) -> Response:
         key = _key_in_path(key_id)
         data = validated(s.ApiKeyRotateIn, self.body())
-        issued = services.api_key_rotate(api_key=key, grace_seconds=data["expire_previous_in"], actor=self.actor())
+        issued = services.api_key_rotate(
+            api_key=key, grace_seconds=data["expire_previous_in"], actor=self.actor()
+        )
         return _secret_response(
             {
                 "code": "API_KEY_ROTATED",
@@ -338,7 +383,7 @@ class ApiKeyVerifyApi(ManagementApiView):
         data = self.body()
         unknown = set(data) - {"api_key", "audience"}
         if unknown:
-            name = sorted(unknown)[0]
+            name = min(unknown)
             raise bad_request("UNKNOWN_FIELD", f"Unknown field {name[:64]!r}.", name[:64])
         key = data.get("api_key")
         if key is None:
@@ -346,7 +391,9 @@ class ApiKeyVerifyApi(ManagementApiView):
         if not isinstance(key, str) or not key:
             raise bad_request("INVALID_FIELD", "api_key must be a non-empty string.", "api_key")
         audience = data.get("audience")
-        if audience is not None and (not isinstance(audience, str) or not audience or "\x00" in audience):
+        if audience is not None and (
+            not isinstance(audience, str) or not audience or "\x00" in audience
+        ):
             raise bad_request("INVALID_FIELD", "audience must be a non-empty string.", "audience")
         result = services.api_key_verify(key=key, audience=audience, ip=client_ip(request))
         if not result.is_valid:
@@ -393,30 +440,48 @@ class ApisApi(ManagementApiView):
     required_scopes = {"GET": ["read:apis"], "POST": ["create:apis"]}
     query_parameters = {"GET": [*PAGE_PARAMS, kinde_ignored("expand")]}
 
-    @extend_schema(operation_id="list_apis", parameters=query_parameters["GET"], responses={200: _list_envelope("ApiList", "apis", s.ApiOut), **ERRORS})
+    @extend_schema(
+        operation_id="list_apis",
+        parameters=query_parameters["GET"],
+        responses={200: _list_envelope("ApiList", "apis", s.ApiOut), **ERRORS},
+    )
     def get(self, request: Request) -> Response:
         items, has_more = paginate(
-            request, Api.objects.all(), order_field="id", cursor_value=lambda v: _matches(API_ID_PATTERN, v)
+            request,
+            Api.objects.all(),
+            order_field="id",
+            cursor_value=lambda v: _matches(API_ID_PATTERN, v),
         )
         return Response(list_body("apis", s.ApiOut(items, many=True).data, has_more))
 
     @extend_schema(
         operation_id="create_api",
         request=s.ApiCreateIn,
-        responses={201: _envelope("ApiCreated", {"api": inline_serializer("ApiId", {"id": serializers.CharField()})}, "API_CREATED"), **ERRORS},
+        responses={
+            201: _envelope(
+                "ApiCreated",
+                {"api": inline_serializer("ApiId", {"id": serializers.CharField()})},
+                "API_CREATED",
+            ),
+            **ERRORS,
+        },
     )
     def post(self, request: Request) -> Response:
         data = validated(s.ApiCreateIn, self.body())
         api = services.api_create(name=data["name"], audience=data["audience"], actor=self.actor())
         return Response(
-            {"code": "API_CREATED", "message": "API created", "api": {"id": api.id}}, status=HTTPStatus.CREATED
+            {"code": "API_CREATED", "message": "API created", "api": {"id": api.id}},
+            status=HTTPStatus.CREATED,
         )
 
 
 class ApiApi(ManagementApiView):
     required_scopes = {"GET": ["read:apis"], "DELETE": ["delete:apis"]}
 
-    @extend_schema(operation_id="get_api", responses={200: _envelope("ApiRead", {"api": s.ApiDetailOut()}), **ERRORS})
+    @extend_schema(
+        operation_id="get_api",
+        responses={200: _envelope("ApiRead", {"api": s.ApiDetailOut()}), **ERRORS},
+    )
     def get(self, request: Request, api_id: str) -> Response:
         return Response({**OK, "api": s.ApiDetailOut(_api_in_path(api_id)).data})
 
@@ -430,37 +495,65 @@ class ApiScopesApi(ManagementApiView):
     required_scopes = {"GET": ["read:api_scopes"], "POST": ["create:api_scopes"]}
     query_parameters = {"GET": PAGE_PARAMS}
 
-    @extend_schema(operation_id="list_api_scopes", parameters=query_parameters["GET"], responses={200: _list_envelope("ScopeList", "scopes", s.ScopeOut), **ERRORS})
+    @extend_schema(
+        operation_id="list_api_scopes",
+        parameters=query_parameters["GET"],
+        responses={200: _list_envelope("ScopeList", "scopes", s.ScopeOut), **ERRORS},
+    )
     def get(self, request: Request, api_id: str) -> Response:
         api = _api_in_path(api_id)
         items, has_more = paginate(
-            request, api.scopes.all(), order_field="id", cursor_value=lambda v: _matches(SCOPE_ID_PATTERN, v)
+            request,
+            api.scopes.all(),
+            order_field="id",
+            cursor_value=lambda v: _matches(SCOPE_ID_PATTERN, v),
         )
         return Response(list_body("scopes", s.ScopeOut(items, many=True).data, has_more))
 
     @extend_schema(
         operation_id="create_api_scope",
         request=s.ScopeCreateIn,
-        responses={201: _envelope("ScopeCreated", {"scope": inline_serializer("ScopeId", {"id": serializers.CharField()})}, "SCOPE_CREATED"), **ERRORS},
+        responses={
+            201: _envelope(
+                "ScopeCreated",
+                {"scope": inline_serializer("ScopeId", {"id": serializers.CharField()})},
+                "SCOPE_CREATED",
+            ),
+            **ERRORS,
+        },
     )
     def post(self, request: Request, api_id: str) -> Response:
         api = _api_in_path(api_id)
         data = validated(s.ScopeCreateIn, self.body())
-        scope = services.scope_create(api=api, key=data["key"], description=data["description"], actor=self.actor())
+        scope = services.scope_create(
+            api=api, key=data["key"], description=data["description"], actor=self.actor()
+        )
         return Response(
-            {"code": "SCOPE_CREATED", "message": "Scope created", "scope": {"id": scope.id}}, status=HTTPStatus.CREATED
+            {"code": "SCOPE_CREATED", "message": "Scope created", "scope": {"id": scope.id}},
+            status=HTTPStatus.CREATED,
         )
 
 
 class ApiScopeApi(ManagementApiView):
-    required_scopes = {"GET": ["read:api_scopes"], "PATCH": ["update:api_scopes"], "DELETE": ["delete:api_scopes"]}
+    required_scopes = {
+        "GET": ["read:api_scopes"],
+        "PATCH": ["update:api_scopes"],
+        "DELETE": ["delete:api_scopes"],
+    }
 
-    @extend_schema(operation_id="get_api_scope", responses={200: _envelope("ScopeRead", {"scope": s.ScopeOut()}), **ERRORS})
+    @extend_schema(
+        operation_id="get_api_scope",
+        responses={200: _envelope("ScopeRead", {"scope": s.ScopeOut()}), **ERRORS},
+    )
     def get(self, request: Request, api_id: str, scope_id: str) -> Response:
         scope = _scope_in_path(_api_in_path(api_id), scope_id)
         return Response({**OK, "scope": s.ScopeOut(scope).data})
 
-    @extend_schema(operation_id="update_api_scope", request=s.ScopeUpdateIn, responses={200: OK_SCHEMA, **ERRORS})
+    @extend_schema(
+        operation_id="update_api_scope",
+        request=s.ScopeUpdateIn,
+        responses={200: OK_SCHEMA, **ERRORS},
+    )
     def patch(self, request: Request, api_id: str, scope_id: str) -> Response:
         scope = _scope_in_path(_api_in_path(api_id), scope_id)
         data = validated(s.ScopeUpdateIn, self.body())
@@ -469,7 +562,9 @@ class ApiScopeApi(ManagementApiView):
 
     @extend_schema(operation_id="delete_api_scope", responses={200: OK_SCHEMA, **ERRORS})
     def delete(self, request: Request, api_id: str, scope_id: str) -> Response:
-        services.scope_delete(scope=_scope_in_path(_api_in_path(api_id), scope_id), actor=self.actor())
+        services.scope_delete(
+            scope=_scope_in_path(_api_in_path(api_id), scope_id), actor=self.actor()
+        )
         return Response(OK)
 
 
@@ -483,7 +578,10 @@ class OrganizationApi(ManagementApiView):
     @extend_schema(
         operation_id="get_organization",
         parameters=query_parameters["GET"],
-        responses={200: _envelope("OrganizationRead", {"organization": s.OrganizationOut()}), **ERRORS},
+        responses={
+            200: _envelope("OrganizationRead", {"organization": s.OrganizationOut()}),
+            **ERRORS,
+        },
     )
     def get(self, request: Request) -> Response:
         code = request.query_params.get("code")
@@ -494,11 +592,23 @@ class OrganizationApi(ManagementApiView):
     @extend_schema(
         operation_id="create_organization",
         request=s.OrganizationCreateIn,
-        responses={201: _envelope("OrganizationCreated", {"organization": inline_serializer("OrganizationCode", {"code": serializers.CharField()})}), **ERRORS},
+        responses={
+            201: _envelope(
+                "OrganizationCreated",
+                {
+                    "organization": inline_serializer(
+                        "OrganizationCode", {"code": serializers.CharField()}
+                    )
+                },
+            ),
+            **ERRORS,
+        },
     )
     def post(self, request: Request) -> Response:
         data = validated(s.OrganizationCreateIn, self.body())
-        org = services.organization_create(name=data["name"], code=data.get("code"), actor=self.actor())
+        org = services.organization_create(
+            name=data["name"], code=data.get("code"), actor=self.actor()
+        )
         return Response(
             {"code": "OK", "message": "Organization created", "organization": {"code": org.code}},
             status=HTTPStatus.CREATED,
@@ -508,7 +618,11 @@ class OrganizationApi(ManagementApiView):
 class OrganizationUpdateApi(ManagementApiView):
     required_scopes = {"PATCH": ["update:organizations"]}
 
-    @extend_schema(operation_id="update_organization", request=s.OrganizationUpdateIn, responses={200: OK_SCHEMA, **ERRORS})
+    @extend_schema(
+        operation_id="update_organization",
+        request=s.OrganizationUpdateIn,
+        responses={200: OK_SCHEMA, **ERRORS},
+    )
     def patch(self, request: Request, org_code: str) -> Response:
         org = _org_in_path(org_code)
         data = validated(s.OrganizationUpdateIn, self.body())
@@ -520,29 +634,59 @@ class OrganizationsApi(ManagementApiView):
     required_scopes = {"GET": ["read:organizations"]}
     query_parameters = {"GET": [*PAGE_PARAMS, *KINDE_LIST_PARAMS]}
 
-    @extend_schema(operation_id="list_organizations", parameters=query_parameters["GET"], responses={200: _list_envelope("OrganizationList", "organizations", s.OrganizationOut), **ERRORS})
+    @extend_schema(
+        operation_id="list_organizations",
+        parameters=query_parameters["GET"],
+        responses={
+            200: _list_envelope("OrganizationList", "organizations", s.OrganizationOut),
+            **ERRORS,
+        },
+    )
     def get(self, request: Request) -> Response:
         items, has_more = paginate(
             request,
             Organization.objects.all(),
             order_field="pk",
-            cursor_value=lambda v: Organization.objects.filter(code=v).values_list("pk", flat=True).first(),
+            cursor_value=lambda v: (
+                Organization.objects.filter(code=v).values_list("pk", flat=True).first()
+            ),
         )
-        return Response(list_body("organizations", s.OrganizationOut(items, many=True).data, has_more))
+        return Response(
+            list_body("organizations", s.OrganizationOut(items, many=True).data, has_more)
+        )
 
 
 class OrganizationUsersApi(ManagementApiView):
     required_scopes = {"GET": ["read:organizations"], "POST": ["update:organizations"]}
     query_parameters = {
-        "GET": [*PAGE_PARAMS, *KINDE_LIST_PARAMS, kinde_ignored("permissions"), kinde_ignored("roles")]
+        "GET": [
+            *PAGE_PARAMS,
+            *KINDE_LIST_PARAMS,
+            kinde_ignored("permissions"),
+            kinde_ignored("roles"),
+        ]
     }
 
-    @extend_schema(operation_id="list_organization_users", parameters=query_parameters["GET"], responses={200: _list_envelope("OrganizationUserList", "users", s.OrganizationUserOut), **ERRORS})
+    @extend_schema(
+        operation_id="list_organization_users",
+        parameters=query_parameters["GET"],
+        responses={
+            200: _list_envelope("OrganizationUserList", "users", s.OrganizationUserOut),
+            **ERRORS,
+        },
+    )
     def get(self, request: Request, org_code: str) -> Response:
         org = _org_in_path(org_code)
-        members = Membership.objects.filter(organization=org).select_related("user").prefetch_related("roles")
+        members = (
+            Membership.objects.filter(organization=org)
+            .select_related("user")
+            .prefetch_related("roles")
+        )
         items, has_more = paginate(
-            request, members, order_field="user__public_id", cursor_value=lambda v: _matches(USER_ID_PATTERN, v)
+            request,
+            members,
+            order_field="user__public_id",
+            cursor_value=lambda v: _matches(USER_ID_PATTERN, v),
         )
         users = [
             {
@@ -558,7 +702,13 @@ class OrganizationUsersApi(ManagementApiView):
     @extend_schema(
         operation_id="add_organization_users",
         request=s.OrganizationUsersIn,
-        responses={200: _envelope("OrganizationUsersAdded", {"users_added": serializers.ListField(child=serializers.CharField())}), **ERRORS},
+        responses={
+            200: _envelope(
+                "OrganizationUsersAdded",
+                {"users_added": serializers.ListField(child=serializers.CharField())},
+            ),
+            **ERRORS,
+        },
     )
     def post(self, request: Request, org_code: str) -> Response:
         org = _org_in_path(org_code)
@@ -571,13 +721,23 @@ class OrganizationUsersApi(ManagementApiView):
             for key in member["roles"]:
                 role = Role.objects.filter(key=key).first()
                 if role is None:
-                    raise errors.RoleNotFound(f"No role with key {key[:64]!r}.", field=f"users.{index}.roles")
+                    raise errors.RoleNotFound(
+                        f"No role with key {key[:64]!r}.", field=f"users.{index}.roles"
+                    )
                 roles.append(role)
             wanted.append((user, roles))
         with transaction.atomic():
             for user, roles in wanted:
-                services.membership_add(organization=org, user=user, roles=roles, actor=self.actor())
-        return Response({"code": "OK", "message": "Users added", "users_added": [u.public_id for u, _ in wanted]})
+                services.membership_add(
+                    organization=org, user=user, roles=roles, actor=self.actor()
+                )
+        return Response(
+            {
+                "code": "OK",
+                "message": "Users added",
+                "users_added": [u.public_id for u, _ in wanted],
+            }
+        )
 
 
 # --------------------------------------------------------------------------- users
@@ -585,7 +745,9 @@ class OrganizationUsersApi(ManagementApiView):
 
 class UserApi(ManagementApiView):
     required_scopes = {"GET": ["read:users"], "POST": ["create:users"]}
-    query_parameters = {"GET": [OpenApiParameter("id", str, required=True), kinde_ignored("expand")]}
+    query_parameters = {
+        "GET": [OpenApiParameter("id", str, required=True), kinde_ignored("expand")]
+    }
 
     @extend_schema(
         operation_id="get_user",
@@ -594,7 +756,11 @@ class UserApi(ManagementApiView):
     )
     def get(self, request: Request) -> Response:
         user_id = request.query_params.get("id") or ""
-        user = User.objects.filter(public_id=user_id).first() if re.fullmatch(USER_ID_PATTERN, user_id) else None
+        user = (
+            User.objects.filter(public_id=user_id).first()
+            if re.fullmatch(USER_ID_PATTERN, user_id)
+            else None
+        )
         if user is None:
             raise not_found("USER_NOT_FOUND", "No user with that id.")
         return Response(s.UserOut(user).data)
@@ -602,12 +768,21 @@ class UserApi(ManagementApiView):
     @extend_schema(
         operation_id="create_user",
         request=s.UserCreateIn,
-        responses={201: inline_serializer("UserCreated", {"id": serializers.CharField(), "created": serializers.BooleanField()}), **ERRORS},
+        responses={
+            201: inline_serializer(
+                "UserCreated",
+                {"id": serializers.CharField(), "created": serializers.BooleanField()},
+            ),
+            **ERRORS,
+        },
     )
     def post(self, request: Request) -> Response:
         data = validated(s.UserCreateIn, self.body())
         user = services.user_create(
-            email=data["email"], given_name=data["given_name"], family_name=data["family_name"], actor=self.actor()
+            email=data["email"],
+            given_name=data["given_name"],
+            family_name=data["family_name"],
+            actor=self.actor(),
         )
         return Response({"id": user.public_id, "created": True}, status=HTTPStatus.CREATED)
 
@@ -640,7 +815,10 @@ class UsersApi(ManagementApiView):
         if user_id is not None:
             users = users.filter(public_id=user_id)
         items, has_more = paginate(
-            request, users, order_field="public_id", cursor_value=lambda v: _matches(USER_ID_PATTERN, v)
+            request,
+            users,
+            order_field="public_id",
+            cursor_value=lambda v: _matches(USER_ID_PATTERN, v),
         )
         return Response(list_body("users", s.UserOut(items, many=True).data, has_more))
 
@@ -652,17 +830,31 @@ class RolesApi(ManagementApiView):
     required_scopes = {"GET": ["read:roles"], "POST": ["create:roles"]}
     query_parameters = {"GET": [*PAGE_PARAMS, *KINDE_LIST_PARAMS]}
 
-    @extend_schema(operation_id="list_roles", parameters=query_parameters["GET"], responses={200: _list_envelope("RoleList", "roles", s.RoleOut), **ERRORS})
+    @extend_schema(
+        operation_id="list_roles",
+        parameters=query_parameters["GET"],
+        responses={200: _list_envelope("RoleList", "roles", s.RoleOut), **ERRORS},
+    )
     def get(self, request: Request) -> Response:
         items, has_more = paginate(
-            request, Role.objects.all(), order_field="id", cursor_value=lambda v: _matches(API_ID_PATTERN, v)
+            request,
+            Role.objects.all(),
+            order_field="id",
+            cursor_value=lambda v: _matches(API_ID_PATTERN, v),
         )
         return Response(list_body("roles", s.RoleOut(items, many=True).data, has_more))
 
     @extend_schema(
         operation_id="create_role",
         request=s.RoleCreateIn,
-        responses={201: _envelope("RoleCreated", {"role": inline_serializer("RoleId", {"id": serializers.CharField()})}, "ROLE_CREATED"), **ERRORS},
+        responses={
+            201: _envelope(
+                "RoleCreated",
+                {"role": inline_serializer("RoleId", {"id": serializers.CharField()})},
+                "ROLE_CREATED",
+            ),
+            **ERRORS,
+        },
     )
     def post(self, request: Request) -> Response:
         data = validated(s.RoleCreateIn, self.body())
@@ -670,14 +862,19 @@ class RolesApi(ManagementApiView):
             key=data["key"], name=data["name"], description=data["description"], actor=self.actor()
         )
         return Response(
-            {"code": "ROLE_CREATED", "message": "Role created", "role": {"id": role.id}}, status=HTTPStatus.CREATED
+            {"code": "ROLE_CREATED", "message": "Role created", "role": {"id": role.id}},
+            status=HTTPStatus.CREATED,
         )
 
 
 class RolePermissionsApi(ManagementApiView):
     required_scopes = {"PATCH": ["update:roles"]}
 
-    @extend_schema(operation_id="update_role_system_permissions", request=s.RolePermissionsIn, responses={200: OK_SCHEMA, **ERRORS})
+    @extend_schema(
+        operation_id="update_role_system_permissions",
+        request=s.RolePermissionsIn,
+        responses={200: OK_SCHEMA, **ERRORS},
+    )
     def patch(self, request: Request, role_id: str) -> Response:
         role = _role_in_path(role_id)
         data = validated(s.RolePermissionsIn, self.body())
@@ -694,17 +891,28 @@ class SystemPermissionsApi(ManagementApiView):
     @extend_schema(
         operation_id="list_system_permissions",
         parameters=query_parameters["GET"],
-        responses={200: _list_envelope("SystemPermissionList", "system_permissions", s.SystemPermissionOut), **ERRORS},
+        responses={
+            200: _list_envelope(
+                "SystemPermissionList", "system_permissions", s.SystemPermissionOut
+            ),
+            **ERRORS,
+        },
     )
     def get(self, request: Request) -> Response:
         items, has_more = paginate(
             request,
             SystemPermission.objects.all(),
             order_field="pk",
-            cursor_value=lambda v: SystemPermission.objects.filter(key=v).values_list("pk", flat=True).first(),
+            cursor_value=lambda v: (
+                SystemPermission.objects.filter(key=v).values_list("pk", flat=True).first()
+            ),
         )
         return Response(
-            list_body("system_permissions", [{"key": p.key, "description": p.description} for p in items], has_more)
+            list_body(
+                "system_permissions",
+                [{"key": p.key, "description": p.description} for p in items],
+                has_more,
+            )
         )
 
 

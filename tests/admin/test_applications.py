@@ -168,7 +168,10 @@ def test_disabling_cuts_the_tokens_off_and_enabling_restores_them(
     assert response.status_code == HTTPStatus.FOUND
     assert not M2MGrant.objects.get().is_active
     assert api_status(token) == HTTPStatus.UNAUTHORIZED
-    assert fetch_token(issued.application.client_id, issued.client_secret).status_code == HTTPStatus.UNAUTHORIZED
+    assert (
+        fetch_token(issued.application.client_id, issued.client_secret).status_code
+        == HTTPStatus.UNAUTHORIZED
+    )
     changelist = admin_client.get(reverse("admin:oauth2_provider_application_changelist"))
     assert '<td class="field-status">disabled</td>' in changelist.content.decode()
     page = admin_client.get(change_url(issued.application)).content.decode()
@@ -246,7 +249,9 @@ def test_staff_who_may_only_view_applications_cannot_cut_them_off(client, actor,
 
     viewer = UserFactory(is_staff=True)
     viewer.user_permissions.add(
-        Permission.objects.get(codename="view_application", content_type__app_label="oauth2_provider")
+        Permission.objects.get(
+            codename="view_application", content_type__app_label="oauth2_provider"
+        )
     )
     client.force_login(viewer)
     issued = services.m2m_application_create(name="Svc", scopes=["read:apis"], actor=actor)

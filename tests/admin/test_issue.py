@@ -103,7 +103,7 @@ def test_issuing_an_organization_key_shows_the_secret_once_with_no_store(
 
     assert response.status_code == HTTPStatus.OK
     assert "no-store" in response["Cache-Control"]
-    assert [t.name for t in response.templates][0] == "admin/apikeys/shown_once.html"
+    assert next(t.name for t in response.templates) == "admin/apikeys/shown_once.html"
     [secret] = shown_secrets(response)
     result = services.api_key_verify(key=secret, audience=api.audience)
     assert result.code == Verification.VERIFIED

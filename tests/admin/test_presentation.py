@@ -3,7 +3,7 @@ value, labels written as sentences, every list column visible at 1280 pixels."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from django.contrib import admin
 from django.utils.formats import date_format
@@ -12,16 +12,20 @@ from apikeys.models import ApiKey, AuditEvent
 
 
 def test_one_date_and_time_format_everywhere():
-    moment = datetime(2026, 11, 30, 19, 9, tzinfo=timezone.utc)
+    moment = datetime(2026, 11, 30, 19, 9, tzinfo=UTC)
     assert {date_format(moment, name) for name in ("DATETIME_FORMAT", "SHORT_DATETIME_FORMAT")} == {
         "2026-11-30 19:09"
     }
-    assert {date_format(moment, name) for name in ("DATE_FORMAT", "SHORT_DATE_FORMAT")} == {"2026-11-30"}
+    assert {date_format(moment, name) for name in ("DATE_FORMAT", "SHORT_DATE_FORMAT")} == {
+        "2026-11-30"
+    }
 
 
 def test_audit_actions_are_labelled_as_people_write_them():
     for action in AuditEvent.Action:
-        generated = action.name.replace("_", " ").title()  # what Django would show: "Api Key Issued"
+        generated = action.name.replace(
+            "_", " "
+        ).title()  # what Django would show: "Api Key Issued"
         assert action.label != generated, action
         assert action.label[0].isupper() and " Api " not in f" {action.label} ", action
     assert AuditEvent.Action.API_KEY_ISSUED.label == "API key issued"

@@ -167,9 +167,13 @@ def test_revoke_action_asks_for_confirmation_then_revokes_every_key(
 def test_sending_the_rotate_form_again_does_not_rotate_twice(admin_client, issued_key):
     page = admin_client.get(rotate_url(issued_key.api_key))
     token = re.search(r'name="form_token" value="([^"]+)"', page.content.decode()).group(1)
-    first = admin_client.post(rotate_url(issued_key.api_key), {"grace_seconds": "0", "form_token": token})
+    first = admin_client.post(
+        rotate_url(issued_key.api_key), {"grace_seconds": "0", "form_token": token}
+    )
     [secret] = shown_secrets(first)
-    again = admin_client.post(rotate_url(issued_key.api_key), {"grace_seconds": "0", "form_token": token})
+    again = admin_client.post(
+        rotate_url(issued_key.api_key), {"grace_seconds": "0", "form_token": token}
+    )
     assert shown_secrets(again) == []
     assert services.api_key_verify(key=secret).is_valid  # the secret just shown still works
 

@@ -17,13 +17,12 @@ import pytest
 from django.contrib.admin import AdminSite
 from django.contrib.auth import get_user_model
 from django.test import Client
+from oauth2_provider.models import get_application_model
 
 from apikeys import checks
 from apikeys.models import MANAGEMENT_SCOPES
-from oauth2_provider.models import get_application_model
-from tests.limiter import break_limiter
-from tests.api.conftest import make_client  # noqa: F401  (fixture)
 from tests.factories import UserFactory
+from tests.limiter import break_limiter
 
 PASSWORD = "correct-horse-battery-staple-42"
 ADMIN_LOGIN = "/admin/login/"
@@ -66,9 +65,7 @@ def assert_admin_refused(client: Client) -> None:
 
 
 @pytest.mark.django_db
-def test_a_portal_link_minted_by_an_m2m_application_never_opens_the_admin(
-    superuser, make_client
-):
+def test_a_portal_link_minted_by_an_m2m_application_never_opens_the_admin(superuser, make_client):
     """The reported attack, end to end: a token with create:portal_links only, a link for a
     superuser, Continue, then /admin/ and an attempt to create an all-powerful application."""
     api = make_client(["create:portal_links"])

@@ -124,7 +124,9 @@ def test_bulk_delete_records_one_event_per_group(admin_client):
 
 def test_the_list_shows_permission_and_member_counts(admin_client):
     group = services.staff_group_create(
-        name="Issuers", permissions=[permission("add_apikey"), permission("view_apikey")], actor=SYSTEM
+        name="Issuers",
+        permissions=[permission("add_apikey"), permission("view_apikey")],
+        actor=SYSTEM,
     )
     UserFactory(is_staff=True).groups.add(group)
 

@@ -87,9 +87,7 @@ def rows(db: Any, issued_key: Any, actor: Any) -> None:
     OrganizationFactory()
     services.role_create(key="key-admin", name="Key admin", actor=actor)
     Group.objects.create(name="Support")
-    issued = services.m2m_application_create(
-        name="Backend", scopes=["read:api_keys"], actor=actor
-    )
+    issued = services.m2m_application_create(name="Backend", scopes=["read:api_keys"], actor=actor)
     APIClient().post(
         "/oauth2/token",
         {
@@ -248,9 +246,7 @@ def test_a_tampered_membership_on_a_change_form_is_a_form_error(
     """The membership inlines pick the other side (a member, an organization) by
     autocomplete: a tampered pick is the form's error, not a 500 while drawing it again."""
     obj = model._default_manager.order_by("pk").last()
-    url = reverse(
-        f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[obj.pk]
-    )
+    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[obj.pk])
     data, formsets = _change_form_data(admin_client, url)
     [memberships] = formsets
     prefix = memberships.prefix

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from rest_framework.test import APIClient
 
-from apikeys import services
 from apikeys.models import MANAGEMENT_SCOPES
 
 ALL_SCOPES = sorted(MANAGEMENT_SCOPES)
@@ -18,27 +16,13 @@ def fetch_token(client_id: str, client_secret: str, **extra: str) -> Any:
     """POST /oauth2/token with the client-credentials grant, as a service would."""
     return APIClient().post(
         "/oauth2/token",
-        {"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret, **extra},
+        {
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": client_secret,
+            **extra,
+        },
     )
-
-
-@pytest.fixture
-def make_client(db) -> Callable[..., APIClient]:
-    """``make_client(["read:api_keys"])``: an APIClient holding a real token of a new M2M
-    application granted exactly those scopes."""
-
-    def make(scopes: list[str] | None = None, name: str = "Test service") -> APIClient:
-        issued = services.m2m_application_create(
-            name=name, scopes=ALL_SCOPES if scopes is None else scopes, actor=services.Actor.system()
-        )
-        response = fetch_token(issued.application.client_id, issued.client_secret)
-        assert response.status_code == 200, response.content
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {response.json()['access_token']}")
-        client.application = issued.application  # type: ignore[attr-defined]
-        return client
-
-    return make
 
 
 @pytest.fixture

@@ -24,13 +24,39 @@ from tests.factories import (
 pytestmark = pytest.mark.django_db
 
 KEY_FIELDS = {
-    "id", "name", "type", "status", "key_prefix", "key_suffix", "created_on", "created_by",
-    "last_verified_on", "last_verified_ip", "verification_count", "api_ids", "scopes",
-    "org_code", "user_id", "expires_at", "rotated_on", "revoked_on",
+    "id",
+    "name",
+    "type",
+    "status",
+    "key_prefix",
+    "key_suffix",
+    "created_on",
+    "created_by",
+    "last_verified_on",
+    "last_verified_ip",
+    "verification_count",
+    "api_ids",
+    "scopes",
+    "org_code",
+    "user_id",
+    "expires_at",
+    "rotated_on",
+    "revoked_on",
 }
 VERIFY_FIELDS = {
-    "code", "message", "is_valid", "key_id", "status", "scopes", "org_code", "user_id",
-    "last_verified_on", "verification_count", "api_id", "audience", "expires_at",
+    "code",
+    "message",
+    "is_valid",
+    "key_id",
+    "status",
+    "scopes",
+    "org_code",
+    "user_id",
+    "last_verified_on",
+    "verification_count",
+    "api_id",
+    "audience",
+    "expires_at",
 }
 
 
@@ -45,12 +71,18 @@ def verify(client: APIClient, key: str, **extra) -> dict:
 def test_kinde_quick_start_flow(client_all):
     """Create an API and scopes, an org key and a user key (scopes given by key), verify,
     rotate, revoke: every step through HTTP with a real token."""
-    api = client_all.post("/api/v1/apis", {"name": "Users API", "audience": "https://users.acme"}, format="json")
+    api = client_all.post(
+        "/api/v1/apis", {"name": "Users API", "audience": "https://users.acme"}, format="json"
+    )
     assert api.status_code == HTTPStatus.CREATED and api.json()["code"] == "API_CREATED"
     api_id = api.json()["api"]["id"]
     for key in ("read:users", "write:users"):
-        scope = client_all.post(f"/api/v1/apis/{api_id}/scopes", {"key": key, "description": key}, format="json")
-        assert scope.status_code == HTTPStatus.CREATED and scope.json()["scope"]["id"].startswith("api_scope_")
+        scope = client_all.post(
+            f"/api/v1/apis/{api_id}/scopes", {"key": key, "description": key}, format="json"
+        )
+        assert scope.status_code == HTTPStatus.CREATED and scope.json()["scope"]["id"].startswith(
+            "api_scope_"
+        )
     org = client_all.post("/api/v1/organization", {"name": "Acme"}, format="json")
     assert org.status_code == HTTPStatus.CREATED
     org_code = org.json()["organization"]["code"]
@@ -62,7 +94,12 @@ def test_kinde_quick_start_flow(client_all):
     for owner in ({"org_code": org_code}, {"user_id": user_id}):
         response = client_all.post(
             "/api/v1/api_keys",
-            {"name": "Quick start", "api_id": api_id, "scope_ids": ["read:users", "write:users"], **owner},
+            {
+                "name": "Quick start",
+                "api_id": api_id,
+                "scope_ids": ["read:users", "write:users"],
+                **owner,
+            },
             format="json",
         )
         assert response.status_code == HTTPStatus.CREATED, response.content
@@ -91,10 +128,15 @@ def test_kinde_quick_start_flow(client_all):
     new_key = rotated.json()["api_key"]["key"]
     assert verify(client_all, org_key["key"])["code"] == "API_KEY_INVALID"
     again = verify(client_all, new_key)
-    assert again["is_valid"] and again["key_id"] == org_key["id"] and again["verification_count"] == 2
+    assert (
+        again["is_valid"] and again["key_id"] == org_key["id"] and again["verification_count"] == 2
+    )
 
     revoked = client_all.delete(f"/api/v1/api_keys/{org_key['id']}")
-    assert revoked.status_code == HTTPStatus.OK and revoked.json() == {"message": "Success", "code": "OK"}
+    assert revoked.status_code == HTTPStatus.OK and revoked.json() == {
+        "message": "Success",
+        "code": "OK",
+    }
     refused = verify(client_all, new_key)
     assert refused["is_valid"] is False and refused["code"] == "API_KEY_REVOKED"
     assert refused["key_id"] == org_key["id"] and refused["status"] == "revoked"
@@ -107,14 +149,19 @@ def test_get_returns_the_documented_fields(client_all, issued_key, api):
     assert body["code"] == "OK"
     item = body["api_key"]
     assert set(item) == KEY_FIELDS
-    assert item["key_prefix"] == issued_key.plaintext[:12] and item["key_suffix"] == issued_key.plaintext[-4:]
+    assert (
+        item["key_prefix"] == issued_key.plaintext[:12]
+        and item["key_suffix"] == issued_key.plaintext[-4:]
+    )
     assert item["api_ids"] == [api.id] and item["scopes"] == ["read:users", "write:users"]
     assert item["type"] == "organization" and item["status"] == "active"
     assert issued_key.plaintext not in response.content.decode()
     assert issued_key.api_key.digest not in response.content.decode()
 
 
-@pytest.mark.parametrize("key_id", ["api_key_" + "0" * 32, "nope", "api_scope_" + "0" * 32, "0" * 32])
+@pytest.mark.parametrize(
+    "key_id", ["api_key_" + "0" * 32, "nope", "api_scope_" + "0" * 32, "0" * 32]
+)
 def test_unknown_or_foreign_key_ids_in_the_path_are_404(client_all, key_id):
     for method in ("get", "put", "delete"):
         response = getattr(client_all, method)(f"/api/v1/api_keys/{key_id}", format="json")
@@ -125,7 +172,9 @@ def test_unknown_or_foreign_key_ids_in_the_path_are_404(client_all, key_id):
 def test_created_by_and_audit_name_the_application(make_client, api, organization):
     client = make_client(["create:api_keys"], name="Billing service")
     response = client.post(
-        "/api/v1/api_keys", {"name": "k", "api_id": api.id, "org_code": organization.code}, format="json"
+        "/api/v1/api_keys",
+        {"name": "k", "api_id": api.id, "org_code": organization.code},
+        format="json",
     )
     key = ApiKey.objects.get(pk=response.json()["api_key"]["id"])
     assert key.created_by == "Billing service"
@@ -140,7 +189,12 @@ def test_created_by_and_audit_name_the_application(make_client, api, organizatio
 
 @pytest.fixture
 def create_body(api, read_users, organization):
-    return {"name": "Backend", "api_id": api.id, "scope_ids": ["read:users"], "org_code": organization.code}
+    return {
+        "name": "Backend",
+        "api_id": api.id,
+        "scope_ids": ["read:users"],
+        "org_code": organization.code,
+    }
 
 
 @pytest.mark.parametrize(
@@ -167,7 +221,9 @@ def create_body(api, read_users, organization):
         ({"surprise": 1}, "UNKNOWN_FIELD"),
     ],
 )
-def test_bad_create_bodies_get_a_specific_code_and_create_nothing(client_all, create_body, change, code):
+def test_bad_create_bodies_get_a_specific_code_and_create_nothing(
+    client_all, create_body, change, code
+):
     body = {**create_body, **change}
     response = client_all.post("/api/v1/api_keys", body, format="json")
     assert response.status_code == HTTPStatus.BAD_REQUEST, response.content
@@ -175,7 +231,9 @@ def test_bad_create_bodies_get_a_specific_code_and_create_nothing(client_all, cr
     assert not ApiKey.objects.exists()
 
 
-@pytest.mark.parametrize("missing, code", [("name", "FIELD_REQUIRED"), ("api_id", "FIELD_REQUIRED")])
+@pytest.mark.parametrize(
+    "missing, code", [("name", "FIELD_REQUIRED"), ("api_id", "FIELD_REQUIRED")]
+)
 def test_missing_fields(client_all, create_body, missing, code):
     del create_body[missing]
     response = client_all.post("/api/v1/api_keys", create_body, format="json")
@@ -187,38 +245,60 @@ def test_missing_fields(client_all, create_body, missing, code):
 def test_unknown_user_and_scope_of_another_api(client_all, api, read_users):
     other_scope = ScopeFactory(api=ApiFactory(), key="billing:read")
     base = {"name": "k", "api_id": api.id}
-    unknown_user = client_all.post("/api/v1/api_keys", {**base, "user_id": "kp_" + "0" * 32}, format="json")
+    unknown_user = client_all.post(
+        "/api/v1/api_keys", {**base, "user_id": "kp_" + "0" * 32}, format="json"
+    )
     assert error_codes(unknown_user) == ["USER_NOT_FOUND"]
     foreign = client_all.post(
-        "/api/v1/api_keys", {**base, "user_id": UserFactory().public_id, "scope_ids": [other_scope.id]}, format="json"
+        "/api/v1/api_keys",
+        {**base, "user_id": UserFactory().public_id, "scope_ids": [other_scope.id]},
+        format="json",
     )
-    assert foreign.status_code == HTTPStatus.BAD_REQUEST and error_codes(foreign) == ["SCOPE_NOT_FOUND"]
+    assert foreign.status_code == HTTPStatus.BAD_REQUEST and error_codes(foreign) == [
+        "SCOPE_NOT_FOUND"
+    ]
     assert not ApiKey.objects.exists()
 
 
-def test_scope_ids_accept_ids_and_keys_and_may_be_empty(client_all, api, read_users, write_users, user):
+def test_scope_ids_accept_ids_and_keys_and_may_be_empty(
+    client_all, api, read_users, write_users, user
+):
     response = client_all.post(
         "/api/v1/api_keys",
-        {"name": "k", "api_id": api.id, "scope_ids": [read_users.id, "write:users"], "user_id": user.public_id, "type": "user"},
+        {
+            "name": "k",
+            "api_id": api.id,
+            "scope_ids": [read_users.id, "write:users"],
+            "user_id": user.public_id,
+            "type": "user",
+        },
         format="json",
     )
     assert response.status_code == HTTPStatus.CREATED
     assert ApiKey.objects.get().scope_list == ["read:users", "write:users"]
     empty = client_all.post(
-        "/api/v1/api_keys", {"name": "k2", "api_id": api.id, "scope_ids": [], "user_id": user.public_id}, format="json"
+        "/api/v1/api_keys",
+        {"name": "k2", "api_id": api.id, "scope_ids": [], "user_id": user.public_id},
+        format="json",
     )
     assert empty.status_code == HTTPStatus.CREATED
 
 
 def test_expiry_is_honoured(client_all, create_body):
     soon = (timezone.now() + timedelta(days=1)).isoformat()
-    response = client_all.post("/api/v1/api_keys", {**create_body, "expires_at": soon}, format="json")
+    response = client_all.post(
+        "/api/v1/api_keys", {**create_body, "expires_at": soon}, format="json"
+    )
     assert response.status_code == HTTPStatus.CREATED
     key_id, secret = response.json()["api_key"]["id"], response.json()["api_key"]["key"]
     assert verify(client_all, secret)["expires_at"] is not None
     ApiKey.objects.filter(pk=key_id).update(expires_at=timezone.now() - timedelta(seconds=1))
     result = verify(client_all, secret)
-    assert result["code"] == "API_KEY_EXPIRED" and result["status"] == "expired" and result["key_id"] == key_id
+    assert (
+        result["code"] == "API_KEY_EXPIRED"
+        and result["status"] == "expired"
+        and result["key_id"] == key_id
+    )
     assert client_all.get(f"/api/v1/api_keys/{key_id}").json()["api_key"]["status"] == "expired"
 
 
@@ -226,20 +306,30 @@ def test_expiry_is_honoured(client_all, create_body):
 
 
 def test_malformed_json_is_400(client_all):
-    response = client_all.generic("POST", "/api/v1/api_keys", "{not json", content_type="application/json")
-    assert response.status_code == HTTPStatus.BAD_REQUEST and error_codes(response) == ["INVALID_JSON"]
+    response = client_all.generic(
+        "POST", "/api/v1/api_keys", "{not json", content_type="application/json"
+    )
+    assert response.status_code == HTTPStatus.BAD_REQUEST and error_codes(response) == [
+        "INVALID_JSON"
+    ]
 
 
-@pytest.mark.parametrize("payload", ["[]", "\"text\"", "42", "null"])
+@pytest.mark.parametrize("payload", ["[]", '"text"', "42", "null"])
 def test_json_that_is_not_an_object_is_400(client_all, payload):
-    response = client_all.generic("POST", "/api/v1/api_keys", payload, content_type="application/json")
+    response = client_all.generic(
+        "POST", "/api/v1/api_keys", payload, content_type="application/json"
+    )
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert error_codes(response) == ["INVALID_REQUEST"]
 
 
 def test_nan_is_not_json(client_all):
-    response = client_all.generic("POST", "/api/v1/api_keys", '{"name": NaN}', content_type="application/json")
-    assert response.status_code == HTTPStatus.BAD_REQUEST and error_codes(response) == ["INVALID_JSON"]
+    response = client_all.generic(
+        "POST", "/api/v1/api_keys", '{"name": NaN}', content_type="application/json"
+    )
+    assert response.status_code == HTTPStatus.BAD_REQUEST and error_codes(response) == [
+        "INVALID_JSON"
+    ]
 
 
 def test_form_body_is_415(client_all):
@@ -262,7 +352,9 @@ def test_wrong_method_is_405_in_json(client_all):
     assert error_codes(response) == ["METHOD_NOT_ALLOWED"]
 
 
-@pytest.mark.parametrize("path", ["/api/v1/nothing", "/api/v1/api_keys/", "/api/v1/apis/x/y/z/w", "/api/v1/"])
+@pytest.mark.parametrize(
+    "path", ["/api/v1/nothing", "/api/v1/api_keys/", "/api/v1/apis/x/y/z/w", "/api/v1/"]
+)
 def test_unknown_routes_are_json_404(client_all, path):
     for method in ("get", "post", "delete"):
         response = getattr(client_all, method)(path)
@@ -282,7 +374,9 @@ def test_html_accept_header_still_gets_json(client_all):
 
 def _issue(api, n, **owner):
     return [
-        services.api_key_issue(name=f"k{i}", api=api, actor=services.Actor.system(), **owner).api_key.id
+        services.api_key_issue(
+            name=f"k{i}", api=api, actor=services.Actor.system(), **owner
+        ).api_key.id
         for i in range(n)
     ]
 
@@ -309,7 +403,9 @@ def test_list_filters(client_all, api, organization, user):
     user_ids = _issue(api, 1, user=user)
     other_api = ApiFactory()
     other_ids = _issue(other_api, 1, organization=OrganizationFactory())
-    services.api_key_revoke(api_key=ApiKey.objects.get(pk=org_ids[0]), actor=services.Actor.system())
+    services.api_key_revoke(
+        api_key=ApiKey.objects.get(pk=org_ids[0]), actor=services.Actor.system()
+    )
 
     def ids(**query):
         response = client_all.get("/api/v1/api_keys", query)
@@ -344,7 +440,9 @@ def test_bad_list_queries_are_400(client_all, query, code):
     assert error_codes(response) == [code]
 
 
-def test_list_query_count_does_not_grow_with_keys(client_all, api, organization, django_assert_num_queries):
+def test_list_query_count_does_not_grow_with_keys(
+    client_all, api, organization, django_assert_num_queries
+):
     _issue(api, 3, organization=organization)
     with django_assert_num_queries(2):  # the token, the page
         client_all.get("/api/v1/api_keys")
@@ -399,7 +497,11 @@ def test_verify_outcomes(client_all, issued_key, api):
     assert wrong["code"] == "API_KEY_WRONG_AUDIENCE" and wrong["key_id"] == issued_key.api_key.id
     for garbage in ("k_live_nope", "x", last_character_changed(issued_key.plaintext)):
         invalid = verify(client_all, garbage)
-        assert invalid["code"] == "API_KEY_INVALID" and invalid["key_id"] is None and invalid["status"] is None
+        assert (
+            invalid["code"] == "API_KEY_INVALID"
+            and invalid["key_id"] is None
+            and invalid["status"] is None
+        )
         assert invalid["is_valid"] is False
 
 
@@ -422,12 +524,19 @@ def test_verify_bad_bodies_are_400(client_all, body, code):
 
 
 def test_verify_counts_ip_and_time(client_all, issued_key):
-    client_all.post("/api/v1/api_keys/verify", {"api_key": issued_key.plaintext}, format="json", REMOTE_ADDR="198.51.100.4")
+    client_all.post(
+        "/api/v1/api_keys/verify",
+        {"api_key": issued_key.plaintext},
+        format="json",
+        REMOTE_ADDR="198.51.100.4",
+    )
     key = ApiKey.objects.get(pk=issued_key.api_key.pk)
     assert key.verification_count == 1 and key.last_verified_ip == "198.51.100.4"
 
 
-def test_verify_is_at_most_two_queries_including_the_token(client_all, issued_key, django_assert_max_num_queries):
+def test_verify_is_at_most_two_queries_including_the_token(
+    client_all, issued_key, django_assert_max_num_queries
+):
     with django_assert_max_num_queries(2):
         assert verify(client_all, issued_key.plaintext)["is_valid"]
 
@@ -437,9 +546,14 @@ def test_verify_accepts_read_or_verify_scope(make_client, issued_key):
         assert verify(make_client(scopes), issued_key.plaintext)["is_valid"]
 
 
-def test_failed_verifications_are_rate_limited_per_application_valid_keys_still_pass(make_client, issued_key, settings):
+def test_failed_verifications_are_rate_limited_per_application_valid_keys_still_pass(
+    make_client, issued_key, settings
+):
     settings.APIKEYS = {**settings.APIKEYS, "VERIFY_FAILURE_LIMIT": 3, "VERIFY_FAILURE_WINDOW": 60}
-    noisy, quiet = make_client(["verify:api_keys"], name="noisy"), make_client(["verify:api_keys"], name="quiet")
+    noisy, quiet = (
+        make_client(["verify:api_keys"], name="noisy"),
+        make_client(["verify:api_keys"], name="quiet"),
+    )
     statuses = []
     for _ in range(5):
         response = noisy.post("/api/v1/api_keys/verify", {"api_key": "k_live_guess"}, format="json")
@@ -447,6 +561,11 @@ def test_failed_verifications_are_rate_limited_per_application_valid_keys_still_
     assert statuses == [200, 200, 200, 429, 429]
     limited = noisy.post("/api/v1/api_keys/verify", {"api_key": "k_live_guess"}, format="json")
     assert error_codes(limited) == ["RATE_LIMITED"]
-    assert 1 <= int(limited["Retry-After"]) <= 60 and limited["RateLimit-Reset"] == limited["Retry-After"]
+    assert (
+        1 <= int(limited["Retry-After"]) <= 60
+        and limited["RateLimit-Reset"] == limited["Retry-After"]
+    )
     assert verify(noisy, issued_key.plaintext)["is_valid"]  # valid keys still verify
-    assert verify(quiet, "k_live_guess")["code"] == "API_KEY_INVALID"  # another caller is not limited
+    assert (
+        verify(quiet, "k_live_guess")["code"] == "API_KEY_INVALID"
+    )  # another caller is not limited

@@ -18,8 +18,15 @@ from typing import Any
 import pytest
 
 from tests.reliability.platform import Platform
-from tests.servers import HOST, REQUEST_TIMEOUT, Cluster, Response, Service, production_env
-from tests.servers import cluster  # noqa: F401  (a fixture)
+from tests.servers import (
+    HOST,
+    REQUEST_TIMEOUT,
+    Cluster,
+    Response,
+    Service,
+    cluster,  # noqa: F401  (a fixture)
+    production_env,
+)
 
 pytestmark = [pytest.mark.servers, pytest.mark.xdist_group("servers")]
 
@@ -112,7 +119,11 @@ def test_a_chunked_create_is_read_whole(platform: Platform) -> None:
         "org_code": platform.org_code,
     }
     answer = send_chunked(
-        platform.service, "POST", "/api/v1/api_keys", json.dumps(body).encode(), token=platform.admin
+        platform.service,
+        "POST",
+        "/api/v1/api_keys",
+        json.dumps(body).encode(),
+        token=platform.admin,
     )
     assert answer.status == HTTPStatus.CREATED, answer.body
     assert verify(platform, answer.json()["api_key"]["key"])["scopes"] == ["read:orders"]
@@ -121,9 +132,24 @@ def test_a_chunked_create_is_read_whole(platform: Platform) -> None:
 @pytest.mark.parametrize(
     "body, content_type, status, code",
     [
-        (b"expire_previous_in=3600", "text/plain", HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE"),
-        (b'{"expire_previous_in": 3600, "typo": 1}', "application/json", HTTPStatus.BAD_REQUEST, "UNKNOWN_FIELD"),
-        (b'{"a": "' + b"x" * (70 * 1024) + b'"}', "application/json", HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "REQUEST_TOO_LARGE"),
+        (
+            b"expire_previous_in=3600",
+            "text/plain",
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
+        (
+            b'{"expire_previous_in": 3600, "typo": 1}',
+            "application/json",
+            HTTPStatus.BAD_REQUEST,
+            "UNKNOWN_FIELD",
+        ),
+        (
+            b'{"a": "' + b"x" * (70 * 1024) + b'"}',
+            "application/json",
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            "REQUEST_TOO_LARGE",
+        ),
     ],
 )
 def test_a_chunked_body_meets_the_same_checks_and_rotates_nothing(

@@ -13,10 +13,18 @@ from apikeys.models import ApiKey
 
 pytestmark = pytest.mark.django_db
 
-JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=60)
+JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=60)
+)
 JSON_VALUES = st.recursive(
     JSON_SCALARS,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
     max_leaves=12,
 )
 FIELD_NAMES = ["name", "api_id", "scope_ids", "org_code", "user_id", "type", "expires_at", "extra"]
@@ -28,14 +36,24 @@ def create_bodies(api_id: str, org_code: str) -> st.SearchStrategy:
         optional={
             "name": st.text(max_size=140) | JSON_VALUES,
             "api_id": st.sampled_from([api_id, "0" * 32, ""]) | JSON_VALUES,
-            "scope_ids": st.lists(st.sampled_from(["read:users", "nope"]) | JSON_SCALARS, max_size=3) | JSON_VALUES,
+            "scope_ids": st.lists(
+                st.sampled_from(["read:users", "nope"]) | JSON_SCALARS, max_size=3
+            )
+            | JSON_VALUES,
             "org_code": st.sampled_from([org_code, "org_zzz"]) | JSON_VALUES,
             "user_id": st.sampled_from(["kp_" + "0" * 32]) | JSON_VALUES,
             "type": st.sampled_from(["organization", "user", "x"]) | JSON_VALUES,
-            "expires_at": st.sampled_from(["2099-01-01T00:00:00+00:00", "2001-01-01T00:00:00Z", "soon"]) | JSON_VALUES,
+            "expires_at": st.sampled_from(
+                ["2099-01-01T00:00:00+00:00", "2001-01-01T00:00:00Z", "soon"]
+            )
+            | JSON_VALUES,
         },
     )
-    return plausible | st.dictionaries(st.sampled_from(FIELD_NAMES), JSON_VALUES, max_size=6) | JSON_VALUES
+    return (
+        plausible
+        | st.dictionaries(st.sampled_from(FIELD_NAMES), JSON_VALUES, max_size=6)
+        | JSON_VALUES
+    )
 
 
 def assert_json_answer(response, allowed):
@@ -46,18 +64,27 @@ def assert_json_answer(response, allowed):
         assert body["errors"] and all(e["code"].isupper() for e in body["errors"])
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data())
 def test_create_never_500s(client_all, api, read_users, organization, data):
     body = data.draw(create_bodies(api.id, organization.code))
     before = ApiKey.objects.count()
     response = client_all.post("/api/v1/api_keys", body, format="json")
     assert_json_answer(response, {HTTPStatus.CREATED, HTTPStatus.BAD_REQUEST})
-    assert ApiKey.objects.count() == before + (1 if response.status_code == HTTPStatus.CREATED else 0)
+    assert ApiKey.objects.count() == before + (
+        1 if response.status_code == HTTPStatus.CREATED else 0
+    )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(body=st.fixed_dictionaries({}, optional={"api_key": JSON_VALUES, "audience": JSON_VALUES}) | JSON_VALUES)
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    body=st.fixed_dictionaries({}, optional={"api_key": JSON_VALUES, "audience": JSON_VALUES})
+    | JSON_VALUES
+)
 def test_verify_never_500s(client_all, body):
     response = client_all.post("/api/v1/api_keys/verify", body, format="json")
     assert_json_answer(response, {HTTPStatus.OK, HTTPStatus.BAD_REQUEST})
@@ -65,7 +92,9 @@ def test_verify_never_500s(client_all, body):
         assert response.json()["is_valid"] is False
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(raw=st.binary(max_size=200))
 def test_raw_bytes_never_500(client_all, raw):
     for path in ("/api/v1/api_keys", "/api/v1/api_keys/verify"):
@@ -73,16 +102,30 @@ def test_raw_bytes_never_500(client_all, raw):
         assert_json_answer(response, {HTTPStatus.CREATED, HTTPStatus.OK, HTTPStatus.BAD_REQUEST})
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(query=st.dictionaries(st.sampled_from(["page_size", "starting_after", "status", "key_type", "org_code"]), st.text(max_size=30), max_size=4))
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    query=st.dictionaries(
+        st.sampled_from(["page_size", "starting_after", "status", "key_type", "org_code"]),
+        st.text(max_size=30),
+        max_size=4,
+    )
+)
 def test_list_queries_never_500(client_all, query):
     response = client_all.get("/api/v1/api_keys", query)
     assert_json_answer(response, {HTTPStatus.OK, HTTPStatus.BAD_REQUEST})
 
 
 def test_verify_body_with_a_valid_key_in_a_weird_envelope_is_not_verified(client_all, issued_key):
-    for body in ([issued_key.plaintext], {"api_key": [issued_key.plaintext]}, {"api_key": {"k": issued_key.plaintext}}):
-        response = client_all.generic("POST", "/api/v1/api_keys/verify", json.dumps(body), content_type="application/json")
+    for body in (
+        [issued_key.plaintext],
+        {"api_key": [issued_key.plaintext]},
+        {"api_key": {"k": issued_key.plaintext}},
+    ):
+        response = client_all.generic(
+            "POST", "/api/v1/api_keys/verify", json.dumps(body), content_type="application/json"
+        )
         assert response.status_code == HTTPStatus.BAD_REQUEST
     assert ApiKey.objects.get(pk=issued_key.api_key.pk).verification_count == 0
 
@@ -103,6 +146,10 @@ def test_verify_body_with_a_valid_key_in_a_weird_envelope_is_not_verified(client
 )
 def test_nul_characters_are_refused_not_crashed_on(client_all, method, path, body):
     """PostgreSQL refuses NUL in text: these must be 4xx on every database."""
-    response = getattr(client_all, method)(path, body, format="json") if body else getattr(client_all, method)(path)
+    response = (
+        getattr(client_all, method)(path, body, format="json")
+        if body
+        else getattr(client_all, method)(path)
+    )
     assert response.status_code in (HTTPStatus.BAD_REQUEST, HTTPStatus.NOT_FOUND), response.content
     assert response["Content-Type"].startswith("application/json")

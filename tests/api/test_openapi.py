@@ -14,19 +14,33 @@ from rest_framework.test import APIClient
 pytestmark = pytest.mark.django_db
 
 CONTRACT_OPERATIONS = {
-    ("/api/v1/api_keys", "post"), ("/api/v1/api_keys", "get"),
-    ("/api/v1/api_keys/{key_id}", "get"), ("/api/v1/api_keys/{key_id}", "put"),
-    ("/api/v1/api_keys/{key_id}", "delete"), ("/api/v1/api_keys/verify", "post"),
-    ("/api/v1/apis", "get"), ("/api/v1/apis", "post"),
-    ("/api/v1/apis/{api_id}", "get"), ("/api/v1/apis/{api_id}", "delete"),
-    ("/api/v1/apis/{api_id}/scopes", "get"), ("/api/v1/apis/{api_id}/scopes", "post"),
-    ("/api/v1/apis/{api_id}/scopes/{scope_id}", "get"), ("/api/v1/apis/{api_id}/scopes/{scope_id}", "patch"),
+    ("/api/v1/api_keys", "post"),
+    ("/api/v1/api_keys", "get"),
+    ("/api/v1/api_keys/{key_id}", "get"),
+    ("/api/v1/api_keys/{key_id}", "put"),
+    ("/api/v1/api_keys/{key_id}", "delete"),
+    ("/api/v1/api_keys/verify", "post"),
+    ("/api/v1/apis", "get"),
+    ("/api/v1/apis", "post"),
+    ("/api/v1/apis/{api_id}", "get"),
+    ("/api/v1/apis/{api_id}", "delete"),
+    ("/api/v1/apis/{api_id}/scopes", "get"),
+    ("/api/v1/apis/{api_id}/scopes", "post"),
+    ("/api/v1/apis/{api_id}/scopes/{scope_id}", "get"),
+    ("/api/v1/apis/{api_id}/scopes/{scope_id}", "patch"),
     ("/api/v1/apis/{api_id}/scopes/{scope_id}", "delete"),
-    ("/api/v1/organization", "post"), ("/api/v1/organization", "get"), ("/api/v1/organizations", "get"),
-    ("/api/v1/user", "post"), ("/api/v1/users", "get"),
-    ("/api/v1/organizations/{org_code}/users", "post"), ("/api/v1/organizations/{org_code}/users", "get"),
-    ("/api/v1/roles", "get"), ("/api/v1/roles", "post"), ("/api/v1/system_permissions", "get"),
-    ("/api/v1/roles/{role_id}/system_permissions", "patch"), ("/api/v1/portal/generate_url", "post"),
+    ("/api/v1/organization", "post"),
+    ("/api/v1/organization", "get"),
+    ("/api/v1/organizations", "get"),
+    ("/api/v1/user", "post"),
+    ("/api/v1/users", "get"),
+    ("/api/v1/organizations/{org_code}/users", "post"),
+    ("/api/v1/organizations/{org_code}/users", "get"),
+    ("/api/v1/roles", "get"),
+    ("/api/v1/roles", "post"),
+    ("/api/v1/system_permissions", "get"),
+    ("/api/v1/roles/{role_id}/system_permissions", "patch"),
+    ("/api/v1/portal/generate_url", "post"),
 }
 
 
@@ -55,12 +69,16 @@ def test_every_contract_operation_is_documented_with_its_scope_and_errors(schema
     for path, method in CONTRACT_OPERATIONS:
         operation = schema["paths"][path][method]
         assert operation["security"], (path, method)
-        assert all(set(req) == {"m2mToken"} and len(req["m2mToken"]) == 1 for req in operation["security"])
+        assert all(
+            set(req) == {"m2mToken"} and len(req["m2mToken"]) == 1 for req in operation["security"]
+        )
         responses = operation["responses"]
         success = [code for code in responses if code.startswith("2")]
         assert success, (path, method)
         assert "400" in responses and "401" in responses and "403" in responses
-        assert responses["403"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorOut")
+        assert responses["403"]["content"]["application/json"]["schema"]["$ref"].endswith(
+            "/ErrorOut"
+        )
 
 
 def test_security_scheme_is_client_credentials_at_the_token_endpoint(schema):
@@ -96,7 +114,9 @@ def test_the_committed_openapi_document_is_current():
     committed = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
     generated = StringIO()
     call_command("spectacular", "--validate", stdout=generated)
-    assert committed.read_text() == generated.getvalue(), "docs/openapi.yaml is stale: run make docs"
+    assert committed.read_text() == generated.getvalue(), (
+        "docs/openapi.yaml is stale: run make docs"
+    )
 
 
 def test_every_operation_has_a_summary_and_names_its_scope(schema):

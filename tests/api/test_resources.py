@@ -18,7 +18,9 @@ pytestmark = pytest.mark.django_db
 
 
 def test_api_create_get_list_delete(client_all):
-    created = client_all.post("/api/v1/apis", {"name": "Orders", "audience": "https://orders"}, format="json")
+    created = client_all.post(
+        "/api/v1/apis", {"name": "Orders", "audience": "https://orders"}, format="json"
+    )
     assert created.status_code == HTTPStatus.CREATED
     api_id = created.json()["api"]["id"]
     ScopeFactory(api=Api.objects.get(pk=api_id), key="read:orders", description="Read")
@@ -26,17 +28,26 @@ def test_api_create_get_list_delete(client_all):
     assert detail["code"] == "OK"
     assert detail["api"]["audience"] == "https://orders" and detail["api"]["name"] == "Orders"
     assert detail["api"]["created_on"].endswith("+00:00")
-    assert [(x["key"], x["description"]) for x in detail["api"]["scopes"]] == [("read:orders", "Read")]
+    assert [(x["key"], x["description"]) for x in detail["api"]["scopes"]] == [
+        ("read:orders", "Read")
+    ]
     listed = client_all.get("/api/v1/apis").json()
     assert [a["id"] for a in listed["apis"]] == [api_id] and listed["has_more"] is False
     deleted = client_all.delete(f"/api/v1/apis/{api_id}")
-    assert deleted.status_code == HTTPStatus.OK and deleted.json() == {"code": "OK", "message": "Success"}
+    assert deleted.status_code == HTTPStatus.OK and deleted.json() == {
+        "code": "OK",
+        "message": "Success",
+    }
     assert not Api.objects.filter(pk=api_id).exists()
 
 
 def test_duplicate_audience_is_409(client_all, api):
-    response = client_all.post("/api/v1/apis", {"name": "Again", "audience": api.audience}, format="json")
-    assert response.status_code == HTTPStatus.CONFLICT and error_codes(response) == ["AUDIENCE_TAKEN"]
+    response = client_all.post(
+        "/api/v1/apis", {"name": "Again", "audience": api.audience}, format="json"
+    )
+    assert response.status_code == HTTPStatus.CONFLICT and error_codes(response) == [
+        "AUDIENCE_TAKEN"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -68,22 +79,37 @@ def test_unknown_api_in_path_is_404(client_all, api_id):
     for method, path in [("get", ""), ("delete", ""), ("get", "/scopes"), ("post", "/scopes")]:
         body = {"key": "a"} if method == "post" else None  # (a GET's data would be its query)
         response = getattr(client_all, method)(f"/api/v1/apis/{api_id}{path}", body, format="json")
-        assert response.status_code == HTTPStatus.NOT_FOUND and error_codes(response) == ["API_NOT_FOUND"]
+        assert response.status_code == HTTPStatus.NOT_FOUND and error_codes(response) == [
+            "API_NOT_FOUND"
+        ]
 
 
 # ------------------------------------------------------------------ scopes
 
 
 def test_scope_create_get_patch_delete(client_all, api):
-    created = client_all.post(f"/api/v1/apis/{api.id}/scopes", {"key": "read:orders", "description": "Read"}, format="json")
+    created = client_all.post(
+        f"/api/v1/apis/{api.id}/scopes",
+        {"key": "read:orders", "description": "Read"},
+        format="json",
+    )
     assert created.status_code == HTTPStatus.CREATED and created.json()["code"] == "SCOPE_CREATED"
     scope_id = created.json()["scope"]["id"]
     base = f"/api/v1/apis/{api.id}/scopes/{scope_id}"
-    assert client_all.get(base).json()["scope"] == {"id": scope_id, "key": "read:orders", "description": "Read"}
-    assert client_all.patch(base, {"description": "Read all orders"}, format="json").status_code == HTTPStatus.OK
+    assert client_all.get(base).json()["scope"] == {
+        "id": scope_id,
+        "key": "read:orders",
+        "description": "Read",
+    }
+    assert (
+        client_all.patch(base, {"description": "Read all orders"}, format="json").status_code
+        == HTTPStatus.OK
+    )
     assert Scope.objects.get(pk=scope_id).description == "Read all orders"
     refused = client_all.patch(base, {"key": "write:orders", "description": "x"}, format="json")
-    assert refused.status_code == HTTPStatus.BAD_REQUEST and error_codes(refused) == ["FIELD_NOT_UPDATABLE"]
+    assert refused.status_code == HTTPStatus.BAD_REQUEST and error_codes(refused) == [
+        "FIELD_NOT_UPDATABLE"
+    ]
     assert Scope.objects.get(pk=scope_id).key == "read:orders"
     listed = client_all.get(f"/api/v1/apis/{api.id}/scopes").json()
     assert [x["id"] for x in listed["scopes"]] == [scope_id]
@@ -102,8 +128,13 @@ def test_scope_key_rules(client_all, api, read_users):
 def test_scope_of_another_api_in_path_is_404(client_all, api):
     foreign = ScopeFactory(api=ApiFactory())
     response = client_all.get(f"/api/v1/apis/{api.id}/scopes/{foreign.id}")
-    assert response.status_code == HTTPStatus.NOT_FOUND and error_codes(response) == ["SCOPE_NOT_FOUND"]
-    assert client_all.delete(f"/api/v1/apis/{api.id}/scopes/{foreign.id}").status_code == HTTPStatus.NOT_FOUND
+    assert response.status_code == HTTPStatus.NOT_FOUND and error_codes(response) == [
+        "SCOPE_NOT_FOUND"
+    ]
+    assert (
+        client_all.delete(f"/api/v1/apis/{api.id}/scopes/{foreign.id}").status_code
+        == HTTPStatus.NOT_FOUND
+    )
     assert Scope.objects.filter(pk=foreign.pk).exists()
 
 
@@ -116,28 +147,51 @@ def test_scope_in_use_is_409(client_all, issued_key, api, read_users):
 
 
 def test_organization_create_get_update_list(client_all):
-    created = client_all.post("/api/v1/organization", {"name": "Acme", "code": "org_acme"}, format="json")
+    created = client_all.post(
+        "/api/v1/organization", {"name": "Acme", "code": "org_acme"}, format="json"
+    )
     assert created.status_code == HTTPStatus.CREATED
-    assert created.json() == {"code": "OK", "message": "Organization created", "organization": {"code": "org_acme"}}
+    assert created.json() == {
+        "code": "OK",
+        "message": "Organization created",
+        "organization": {"code": "org_acme"},
+    }
     got = client_all.get("/api/v1/organization", {"code": "org_acme"}).json()["organization"]
-    assert got["code"] == "org_acme" and got["name"] == "Acme" and got["created_on"].endswith("+00:00")
-    assert client_all.patch("/api/v1/organization/org_acme", {"name": "Acme Inc"}, format="json").status_code == 200
+    assert (
+        got["code"] == "org_acme" and got["name"] == "Acme" and got["created_on"].endswith("+00:00")
+    )
+    assert (
+        client_all.patch(
+            "/api/v1/organization/org_acme", {"name": "Acme Inc"}, format="json"
+        ).status_code
+        == 200
+    )
     assert Organization.objects.get(code="org_acme").name == "Acme Inc"
     generated = client_all.post("/api/v1/organization", {"name": "Beta"}, format="json").json()
     listed = client_all.get("/api/v1/organizations", {"page_size": 1}).json()
     assert listed["organizations"][0]["code"] == generated["organization"]["code"]
     assert listed["has_more"] is True
-    rest = client_all.get("/api/v1/organizations", {"starting_after": generated["organization"]["code"]}).json()
+    rest = client_all.get(
+        "/api/v1/organizations", {"starting_after": generated["organization"]["code"]}
+    ).json()
     assert [o["code"] for o in rest["organizations"]] == ["org_acme"]
 
 
 def test_organization_errors(client_all, organization):
-    taken = client_all.post("/api/v1/organization", {"name": "X", "code": organization.code}, format="json")
-    assert taken.status_code == HTTPStatus.CONFLICT and error_codes(taken) == ["ORGANIZATION_CODE_TAKEN"]
-    bad_code = client_all.post("/api/v1/organization", {"name": "X", "code": "Acme!"}, format="json")
+    taken = client_all.post(
+        "/api/v1/organization", {"name": "X", "code": organization.code}, format="json"
+    )
+    assert taken.status_code == HTTPStatus.CONFLICT and error_codes(taken) == [
+        "ORGANIZATION_CODE_TAKEN"
+    ]
+    bad_code = client_all.post(
+        "/api/v1/organization", {"name": "X", "code": "Acme!"}, format="json"
+    )
     assert bad_code.status_code == HTTPStatus.BAD_REQUEST
     missing = client_all.get("/api/v1/organization", {"code": "org_nothing"})
-    assert missing.status_code == HTTPStatus.NOT_FOUND and error_codes(missing) == ["ORGANIZATION_NOT_FOUND"]
+    assert missing.status_code == HTTPStatus.NOT_FOUND and error_codes(missing) == [
+        "ORGANIZATION_NOT_FOUND"
+    ]
     no_code = client_all.get("/api/v1/organization")
     assert no_code.status_code == HTTPStatus.BAD_REQUEST
     bad_cursor = client_all.get("/api/v1/organizations", {"starting_after": "org_nothing"})
@@ -174,15 +228,21 @@ def test_organization_users_bad_input_adds_nobody(client_all, organization, user
     valid = UserFactory()
     if isinstance(users, list):
         users = [{**u, "id": valid.public_id if u["id"] == "VALID" else u["id"]} for u in users]
-    response = client_all.post(f"/api/v1/organizations/{organization.code}/users", {"users": users}, format="json")
+    response = client_all.post(
+        f"/api/v1/organizations/{organization.code}/users", {"users": users}, format="json"
+    )
     assert response.status_code == HTTPStatus.BAD_REQUEST and code in error_codes(response)
     assert not Membership.objects.exists()
 
 
 def test_unknown_organization_in_path_is_404(client_all):
     for method in ("get", "post"):
-        response = getattr(client_all, method)("/api/v1/organizations/org_nothing/users", {"users": []}, format="json")
-        assert response.status_code == HTTPStatus.NOT_FOUND and error_codes(response) == ["ORGANIZATION_NOT_FOUND"]
+        response = getattr(client_all, method)(
+            "/api/v1/organizations/org_nothing/users", {"users": []}, format="json"
+        )
+        assert response.status_code == HTTPStatus.NOT_FOUND and error_codes(response) == [
+            "ORGANIZATION_NOT_FOUND"
+        ]
 
 
 # ------------------------------------------------------------------ users
@@ -190,7 +250,9 @@ def test_unknown_organization_in_path_is_404(client_all):
 
 def test_user_create_get_list(client_all):
     created = client_all.post(
-        "/api/v1/user", {"email": "ada@example.com", "given_name": "Ada", "family_name": "Lovelace"}, format="json"
+        "/api/v1/user",
+        {"email": "ada@example.com", "given_name": "Ada", "family_name": "Lovelace"},
+        format="json",
     )
     assert created.status_code == HTTPStatus.CREATED
     user_id = created.json()["id"]
@@ -219,7 +281,9 @@ def test_user_create_errors(client_all, body, status, code):
 
 
 def test_unknown_user_is_404(client_all):
-    assert client_all.get("/api/v1/user", {"id": "kp_" + "0" * 32}).status_code == HTTPStatus.NOT_FOUND
+    assert (
+        client_all.get("/api/v1/user", {"id": "kp_" + "0" * 32}).status_code == HTTPStatus.NOT_FOUND
+    )
 
 
 # ------------------------------------------------------------------ roles and permissions
@@ -227,41 +291,61 @@ def test_unknown_user_is_404(client_all):
 
 def test_roles_and_system_permissions(client_all):
     created = client_all.post(
-        "/api/v1/roles", {"name": "Key admin", "key": "key-admin", "description": "Manages keys"}, format="json"
+        "/api/v1/roles",
+        {"name": "Key admin", "key": "key-admin", "description": "Manages keys"},
+        format="json",
     )
     assert created.status_code == HTTPStatus.CREATED and created.json()["code"] == "ROLE_CREATED"
     role_id = created.json()["role"]["id"]
     listed = client_all.get("/api/v1/roles").json()["roles"]
-    assert listed == [{"id": role_id, "key": "key-admin", "name": "Key admin", "description": "Manages keys"}]
+    assert listed == [
+        {"id": role_id, "key": "key-admin", "name": "Key admin", "description": "Manages keys"}
+    ]
     perms = client_all.get("/api/v1/system_permissions").json()["system_permissions"]
     assert {p["key"] for p in perms} >= {"read:org:authentication", "write:org:authentication"}
     patched = client_all.patch(
         f"/api/v1/roles/{role_id}/system_permissions",
-        {"system_permissions": [{"key": "read:org:authentication"}, {"key": "write:org:authentication"}]},
+        {
+            "system_permissions": [
+                {"key": "read:org:authentication"},
+                {"key": "write:org:authentication"},
+            ]
+        },
         format="json",
     )
     assert patched.status_code == HTTPStatus.OK
     role = Role.objects.get(pk=role_id)
     assert set(role.system_permissions.values_list("key", flat=True)) == {
-        "read:org:authentication", "write:org:authentication"
+        "read:org:authentication",
+        "write:org:authentication",
     }
     client_all.patch(
         f"/api/v1/roles/{role_id}/system_permissions",
         {"system_permissions": [{"key": "write:org:authentication", "operation": "delete"}]},
         format="json",
     )
-    assert list(role.system_permissions.values_list("key", flat=True)) == ["read:org:authentication"]
+    assert list(role.system_permissions.values_list("key", flat=True)) == [
+        "read:org:authentication"
+    ]
 
 
 def test_role_errors(client_all):
     services.role_create(key="viewer", name="Viewer", actor=services.Actor.system())
     taken = client_all.post("/api/v1/roles", {"name": "V", "key": "viewer"}, format="json")
     assert taken.status_code == HTTPStatus.CONFLICT and error_codes(taken) == ["ROLE_KEY_TAKEN"]
-    missing = client_all.patch("/api/v1/roles/" + "0" * 32 + "/system_permissions", {"system_permissions": [{"key": "x"}]}, format="json")
-    assert missing.status_code == HTTPStatus.NOT_FOUND and error_codes(missing) == ["ROLE_NOT_FOUND"]
+    missing = client_all.patch(
+        "/api/v1/roles/" + "0" * 32 + "/system_permissions",
+        {"system_permissions": [{"key": "x"}]},
+        format="json",
+    )
+    assert missing.status_code == HTTPStatus.NOT_FOUND and error_codes(missing) == [
+        "ROLE_NOT_FOUND"
+    ]
     role = Role.objects.get()
     unknown = client_all.patch(
-        f"/api/v1/roles/{role.id}/system_permissions", {"system_permissions": [{"key": "root"}]}, format="json"
+        f"/api/v1/roles/{role.id}/system_permissions",
+        {"system_permissions": [{"key": "root"}]},
+        format="json",
     )
     assert unknown.status_code == HTTPStatus.BAD_REQUEST
     bad_op = client_all.patch(
@@ -280,7 +364,11 @@ def test_generate_portal_url(client_all, user, organization):
     services.membership_add(organization=organization, user=user, actor=services.Actor.system())
     response = client_all.post(
         "/api/v1/portal/generate_url",
-        {"user_id": user.public_id, "organization_code": organization.code, "sub_nav": "organization_api_keys"},
+        {
+            "user_id": user.public_id,
+            "organization_code": organization.code,
+            "sub_nav": "organization_api_keys",
+        },
         format="json",
     )
     assert response.status_code == HTTPStatus.OK, response.content
@@ -323,7 +411,9 @@ def test_a_constraint_broken_by_a_concurrent_change_is_409_and_never_quotes_the_
         raise IntegrityError(f"duplicate key value violates unique constraint. DETAIL: {leaked}")
 
     monkeypatch.setattr(services, "api_create", clash)
-    response = client_all.post("/api/v1/apis", {"name": "Orders", "audience": "https://orders"}, format="json")
+    response = client_all.post(
+        "/api/v1/apis", {"name": "Orders", "audience": "https://orders"}, format="json"
+    )
     assert response.status_code == HTTPStatus.CONFLICT and error_codes(response) == ["CONFLICT"]
     assert "orders-7c1f" not in response.content.decode()
     assert "orders-7c1f" not in caplog.text and "IntegrityError" in caplog.text

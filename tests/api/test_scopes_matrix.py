@@ -60,8 +60,12 @@ def ids(issued_key, api, read_users, organization, user):
     }
 
 
-@pytest.mark.parametrize("method, template, allowed", OPERATIONS, ids=[f"{m} {p}" for m, p, _ in OPERATIONS])
-def test_missing_scope_is_403_naming_it_and_changes_nothing(make_client, ids, method, template, allowed):
+@pytest.mark.parametrize(
+    "method, template, allowed", OPERATIONS, ids=[f"{m} {p}" for m, p, _ in OPERATIONS]
+)
+def test_missing_scope_is_403_naming_it_and_changes_nothing(
+    make_client, ids, method, template, allowed
+):
     client = make_client([s for s in ALL_SCOPES if s not in allowed])
     keys_before = list(ApiKey.objects.values_list("id", "status", "digest"))
     events_before = AuditEvent.objects.count()
@@ -73,14 +77,20 @@ def test_missing_scope_is_403_naming_it_and_changes_nothing(make_client, ids, me
     assert AuditEvent.objects.count() == events_before
 
 
-@pytest.mark.parametrize("method, template, allowed", OPERATIONS, ids=[f"{m} {p}" for m, p, _ in OPERATIONS])
+@pytest.mark.parametrize(
+    "method, template, allowed", OPERATIONS, ids=[f"{m} {p}" for m, p, _ in OPERATIONS]
+)
 def test_the_scope_alone_is_enough_to_pass_the_gate(make_client, ids, method, template, allowed):
     client = make_client([allowed[0]])
     response = getattr(client, method)(template.format(**ids), {}, format="json")
-    assert response.status_code not in (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN), response.content
+    assert response.status_code not in (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN), (
+        response.content
+    )
 
 
-@pytest.mark.parametrize("method, template, allowed", OPERATIONS, ids=[f"{m} {p}" for m, p, _ in OPERATIONS])
+@pytest.mark.parametrize(
+    "method, template, allowed", OPERATIONS, ids=[f"{m} {p}" for m, p, _ in OPERATIONS]
+)
 def test_no_token_is_401(client, ids, method, template, allowed):
     response = getattr(client, method)(template.format(**ids), {}, content_type="application/json")
     assert response.status_code == HTTPStatus.UNAUTHORIZED

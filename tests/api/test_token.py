@@ -56,15 +56,23 @@ def test_http_basic_client_authentication(app):
 def test_narrower_scope_is_granted_wider_is_invalid_scope(app):
     narrow = fetch_token(app.application.client_id, app.client_secret, scope="verify:api_keys")
     assert narrow.status_code == HTTPStatus.OK and narrow.json()["scope"] == "verify:api_keys"
-    wide = fetch_token(app.application.client_id, app.client_secret, scope="verify:api_keys create:api_keys")
+    wide = fetch_token(
+        app.application.client_id, app.client_secret, scope="verify:api_keys create:api_keys"
+    )
     assert wide.status_code == HTTPStatus.BAD_REQUEST and wide.json()["error"] == "invalid_scope"
 
 
 def test_bad_credentials_are_invalid_client(app):
     response = fetch_token(app.application.client_id, "wrong-secret")
-    assert response.status_code == HTTPStatus.UNAUTHORIZED and response.json()["error"] == "invalid_client"
+    assert (
+        response.status_code == HTTPStatus.UNAUTHORIZED
+        and response.json()["error"] == "invalid_client"
+    )
     unknown = fetch_token("no-such-client", "x")
-    assert unknown.status_code == HTTPStatus.UNAUTHORIZED and unknown.json()["error"] == "invalid_client"
+    assert (
+        unknown.status_code == HTTPStatus.UNAUTHORIZED
+        and unknown.json()["error"] == "invalid_client"
+    )
     assert "wrong-secret" not in response.content.decode()
 
 
@@ -72,7 +80,11 @@ def test_bad_credentials_are_invalid_client(app):
 def test_other_grant_types_are_unsupported(app, grant):
     response = APIClient().post(
         "/oauth2/token",
-        {"grant_type": grant, "client_id": app.application.client_id, "client_secret": app.client_secret},
+        {
+            "grant_type": grant,
+            "client_id": app.application.client_id,
+            "client_secret": app.client_secret,
+        },
     )
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert response.json()["error"] == "unsupported_grant_type"
@@ -80,16 +92,31 @@ def test_other_grant_types_are_unsupported(app, grant):
 
 def test_missing_grant_type_is_invalid_request(app):
     response = APIClient().post("/oauth2/token", {"client_id": app.application.client_id})
-    assert response.status_code == HTTPStatus.BAD_REQUEST and response.json()["error"] == "invalid_request"
+    assert (
+        response.status_code == HTTPStatus.BAD_REQUEST
+        and response.json()["error"] == "invalid_request"
+    )
 
 
 def test_audience_must_be_the_management_api(app, settings):
-    ours = fetch_token(app.application.client_id, app.client_secret, audience="http://testserver/api")
+    ours = fetch_token(
+        app.application.client_id, app.client_secret, audience="http://testserver/api"
+    )
     assert ours.status_code == HTTPStatus.OK
-    foreign = fetch_token(app.application.client_id, app.client_secret, audience="https://elsewhere/api")
-    assert foreign.status_code == HTTPStatus.BAD_REQUEST and foreign.json()["error"] == "invalid_request"
-    settings.APIKEYS = {**settings.APIKEYS, "MANAGEMENT_API_AUDIENCE": "https://keys.example.com/api"}
-    configured = fetch_token(app.application.client_id, app.client_secret, audience="https://keys.example.com/api")
+    foreign = fetch_token(
+        app.application.client_id, app.client_secret, audience="https://elsewhere/api"
+    )
+    assert (
+        foreign.status_code == HTTPStatus.BAD_REQUEST
+        and foreign.json()["error"] == "invalid_request"
+    )
+    settings.APIKEYS = {
+        **settings.APIKEYS,
+        "MANAGEMENT_API_AUDIENCE": "https://keys.example.com/api",
+    }
+    configured = fetch_token(
+        app.application.client_id, app.client_secret, audience="https://keys.example.com/api"
+    )
     assert configured.status_code == HTTPStatus.OK
 
 
@@ -189,7 +216,9 @@ def _form_in(app: services.IssuedApplication, charset: str) -> Any:
     )
 
 
-@pytest.mark.parametrize("charset", ["latin9", "iso-8859-1", "utf-16", "latin-9", "x-no-such-charset"])
+@pytest.mark.parametrize(
+    "charset", ["latin9", "iso-8859-1", "utf-16", "latin-9", "x-no-such-charset"]
+)
 def test_a_form_in_another_charset_than_utf8_is_an_oauth_invalid_request(app, charset):
     response = _form_in(app, charset)
     assert response.status_code == HTTPStatus.BAD_REQUEST
@@ -207,7 +236,11 @@ def test_a_form_in_utf8_is_read(app, charset):
 
 @pytest.mark.parametrize("client", ["known", "unknown"])
 def test_failed_client_authentications_are_throttled_per_client_id(app, settings, client):
-    settings.APIKEYS = {**settings.APIKEYS, "TOKEN_FAILURE_LIMIT": 3, "TOKEN_FAILURE_LIMIT_PER_IP": 0}
+    settings.APIKEYS = {
+        **settings.APIKEYS,
+        "TOKEN_FAILURE_LIMIT": 3,
+        "TOKEN_FAILURE_LIMIT_PER_IP": 0,
+    }
     client_id = app.application.client_id if client == "known" else f"guess-{random.random()}"
     wrong = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": "wrong"}
 
@@ -239,11 +272,19 @@ def test_a_correct_secret_still_gets_its_token_past_the_limit(app, settings):
 
 
 def test_failed_client_authentications_are_throttled_per_ip(app, settings):
-    settings.APIKEYS = {**settings.APIKEYS, "TOKEN_FAILURE_LIMIT": 0, "TOKEN_FAILURE_LIMIT_PER_IP": 3}
+    settings.APIKEYS = {
+        **settings.APIKEYS,
+        "TOKEN_FAILURE_LIMIT": 0,
+        "TOKEN_FAILURE_LIMIT_PER_IP": 3,
+    }
     ip = fresh_ip()
 
     def guess(from_ip: str) -> int:
-        data = {"grant_type": "client_credentials", "client_id": f"guess-{random.random()}", "client_secret": "x"}
+        data = {
+            "grant_type": "client_credentials",
+            "client_id": f"guess-{random.random()}",
+            "client_secret": "x",
+        }
         return post_token(data, from_ip).status_code
 
     assert [guess(ip) for _ in range(5)] == [401, 401, 401, 429, 429]
@@ -251,10 +292,16 @@ def test_failed_client_authentications_are_throttled_per_ip(app, settings):
 
 
 def test_http_basic_failures_count_against_their_client_id(app, settings):
-    settings.APIKEYS = {**settings.APIKEYS, "TOKEN_FAILURE_LIMIT": 1, "TOKEN_FAILURE_LIMIT_PER_IP": 0}
+    settings.APIKEYS = {
+        **settings.APIKEYS,
+        "TOKEN_FAILURE_LIMIT": 1,
+        "TOKEN_FAILURE_LIMIT_PER_IP": 0,
+    }
     basic = base64.b64encode(f"{app.application.client_id}:wrong".encode()).decode()
     statuses = [
-        post_token({"grant_type": "client_credentials"}, fresh_ip(), HTTP_AUTHORIZATION=f"Basic {basic}").status_code
+        post_token(
+            {"grant_type": "client_credentials"}, fresh_ip(), HTTP_AUTHORIZATION=f"Basic {basic}"
+        ).status_code
         for _ in range(3)
     ]
     assert statuses == [401, 429, 429]
@@ -284,7 +331,9 @@ def test_a_wrong_secret_and_an_unknown_client_cost_the_same_work(app, monkeypatc
     the time taken whether a client id exists, nor make the service spend a password hash."""
     digests: list[str] = []
     real_digest = crypto.digest
-    monkeypatch.setattr(crypto, "digest", lambda key, secret: digests.append(key) or real_digest(key, secret))
+    monkeypatch.setattr(
+        crypto, "digest", lambda key, secret: digests.append(key) or real_digest(key, secret)
+    )
 
     def slow(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a password hash was computed")
@@ -331,7 +380,9 @@ def test_an_argon2_hashed_secret_still_works_and_moves_to_the_keyed_digest(app):
     first = fetch_token(app.application.client_id, app.client_secret)
 
     assert first.status_code == HTTPStatus.OK
-    assert Application.objects.get(pk=app.application.pk).client_secret.startswith("apikeys_client_hmac$")
+    assert Application.objects.get(pk=app.application.pk).client_secret.startswith(
+        "apikeys_client_hmac$"
+    )
     assert fetch_token(app.application.client_id, app.client_secret).status_code == HTTPStatus.OK
     assert fetch_token(app.application.client_id, "wrong").status_code == HTTPStatus.UNAUTHORIZED
 
@@ -374,12 +425,18 @@ def test_a_disabled_application_is_cut_off_and_can_be_re_enabled(revoker):
 
     assert client.get("/api/v1/api_keys").status_code == HTTPStatus.UNAUTHORIZED
     refused = fetch_token(revoker.application.client_id, revoker.client_secret)
-    assert refused.status_code == HTTPStatus.UNAUTHORIZED and refused.json()["error"] == "invalid_client"
+    assert (
+        refused.status_code == HTTPStatus.UNAUTHORIZED
+        and refused.json()["error"] == "invalid_client"
+    )
 
     services.m2m_application_enable(application=revoker.application, actor=actor)
 
     assert client.get("/api/v1/api_keys").status_code == HTTPStatus.OK
-    assert fetch_token(revoker.application.client_id, revoker.client_secret).status_code == HTTPStatus.OK
+    assert (
+        fetch_token(revoker.application.client_id, revoker.client_secret).status_code
+        == HTTPStatus.OK
+    )
 
 
 def test_a_deleted_application_s_tokens_are_refused(revoker):
@@ -395,7 +452,10 @@ def test_a_regenerated_secret_ends_the_old_secret_and_its_tokens(revoker):
         application=revoker.application, actor=services.Actor.system()
     )
 
-    assert fetch_token(revoker.application.client_id, revoker.client_secret).status_code == HTTPStatus.UNAUTHORIZED
+    assert (
+        fetch_token(revoker.application.client_id, revoker.client_secret).status_code
+        == HTTPStatus.UNAUTHORIZED
+    )
     assert client.get("/api/v1/api_keys").status_code == HTTPStatus.UNAUTHORIZED
     assert renewed.client_secret != revoker.client_secret
     assert bearer(_token(renewed)).get("/api/v1/api_keys").status_code == HTTPStatus.OK

@@ -86,7 +86,9 @@ def test_json_nested_deeper_than_32_levels_is_invalid_json_on_every_route(
     ).json()["is_valid"]
 
 
-def test_json_32_levels_deep_is_parsed_and_brackets_in_strings_do_not_count(client_all, json_routes):
+def test_json_32_levels_deep_is_parsed_and_brackets_in_strings_do_not_count(
+    client_all, json_routes
+):
     brackets = "[[[[{{{{" * 100
     for body in (f'{{"deep": {nested(31)}}}', f'{{"api_key": "{brackets}", "x": [[["]]]]]"]]]}}'):
         for method, path in json_routes:
@@ -96,7 +98,9 @@ def test_json_32_levels_deep_is_parsed_and_brackets_in_strings_do_not_count(clie
             assert "INVALID_JSON" not in error_codes(response), (path, body[:40])
 
 
-def test_a_repeated_key_is_duplicate_field_and_creates_nothing(client_all, api, organization) -> None:
+def test_a_repeated_key_is_duplicate_field_and_creates_nothing(
+    client_all, api, organization
+) -> None:
     other = client_all.post("/api/v1/organization", {"name": "Other"}, format="json").json()
     body = (
         f'{{"name": "k", "api_id": "{api.id}", "scope_ids": [], '
@@ -105,12 +109,18 @@ def test_a_repeated_key_is_duplicate_field_and_creates_nothing(client_all, api, 
     response = send(client_all, "POST", "/api/v1/api_keys", body)
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert response.json()["errors"] == [
-        {"code": "DUPLICATE_FIELD", "message": response.json()["errors"][0]["message"], "field": "org_code"}
+        {
+            "code": "DUPLICATE_FIELD",
+            "message": response.json()["errors"][0]["message"],
+            "field": "org_code",
+        }
     ]
     assert client_all.get("/api/v1/api_keys").json()["api_keys"] == []
 
 
-def test_a_key_repeated_at_any_depth_is_duplicate_field_on_every_route(client_all, json_routes) -> None:
+def test_a_key_repeated_at_any_depth_is_duplicate_field_on_every_route(
+    client_all, json_routes
+) -> None:
     for body, field in [
         ('{"api_key": "a", "api_key": "a"}', "api_key"),
         ('{"users": [{"id": "kp_1", "roles": [], "id": "kp_2"}]}', "id"),
@@ -190,7 +200,9 @@ def chunked(
 
 
 def old_secret_still_valid(client: APIClient, key: str) -> bool:
-    return client.post("/api/v1/api_keys/verify", {"api_key": key}, format="json").json()["is_valid"]
+    return client.post("/api/v1/api_keys/verify", {"api_key": key}, format="json").json()[
+        "is_valid"
+    ]
 
 
 def test_a_chunked_rotation_body_is_read_and_its_grace_period_kept(client_all, issued_key) -> None:
@@ -210,11 +222,31 @@ def test_a_chunked_create_body_is_read(client_all, api, organization) -> None:
 @pytest.mark.parametrize(
     "body, content_type, status, code",
     [
-        (b"expire_previous_in=3600", "text/plain", HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE"),
-        (b'{"expire_previous_in": 3600}', "", HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE"),
-        (b'{"expire_previous_in": 3600, "typo": 1}', "application/json", HTTPStatus.BAD_REQUEST, "UNKNOWN_FIELD"),
+        (
+            b"expire_previous_in=3600",
+            "text/plain",
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
+        (
+            b'{"expire_previous_in": 3600}',
+            "",
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
+        (
+            b'{"expire_previous_in": 3600, "typo": 1}',
+            "application/json",
+            HTTPStatus.BAD_REQUEST,
+            "UNKNOWN_FIELD",
+        ),
         (b'{"expire_previous_in": ', "application/json", HTTPStatus.BAD_REQUEST, "INVALID_JSON"),
-        (b'{"a": "' + b"x" * (64 * 1024) + b'"}', "application/json", HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "REQUEST_TOO_LARGE"),
+        (
+            b'{"a": "' + b"x" * (64 * 1024) + b'"}',
+            "application/json",
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            "REQUEST_TOO_LARGE",
+        ),
     ],
 )
 def test_a_chunked_body_meets_the_same_checks_as_any_other(
@@ -303,7 +335,9 @@ def test_a_host_not_served_gets_the_contracts_json_400_from_the_management_api(
 
 
 @pytest.mark.parametrize("ssl_redirect", [False, True])
-def test_a_host_not_served_gets_an_oauth_json_400_from_the_token_endpoint(settings, ssl_redirect) -> None:
+def test_a_host_not_served_gets_an_oauth_json_400_from_the_token_endpoint(
+    settings, ssl_redirect
+) -> None:
     settings.DEBUG = False
     settings.SECURE_SSL_REDIRECT = ssl_redirect
     response = APIClient().post(
@@ -376,7 +410,11 @@ def test_an_unknown_query_parameter_is_400_on_every_route(
     )
     assert response.status_code == HTTPStatus.BAD_REQUEST, response.content
     assert response.json()["errors"] == [
-        {"code": "UNKNOWN_PARAMETER", "message": response.json()["errors"][0]["message"], "field": "statuz"}
+        {
+            "code": "UNKNOWN_PARAMETER",
+            "message": response.json()["errors"][0]["message"],
+            "field": "statuz",
+        }
     ]
 
 
@@ -408,15 +446,29 @@ def test_unknown_parameters_are_checked_after_the_token(db) -> None:
 KINDE_PARAMETERS = [
     ("/api/v1/apis", {"expand": "scopes"}),
     ("/api/v1/organizations", {"sort": "name_asc", "next_token": "abc"}),
-    ("/api/v1/users", {"sort": "email_asc", "next_token": "abc", "username": "ada", "expand": "organizations", "has_organization": "true"}),
+    (
+        "/api/v1/users",
+        {
+            "sort": "email_asc",
+            "next_token": "abc",
+            "username": "ada",
+            "expand": "organizations",
+            "has_organization": "true",
+        },
+    ),
     ("/api/v1/roles", {"sort": "name_desc", "next_token": "abc"}),
     ("/api/v1/user", {"expand": "organizations,identities"}),
-    ("/api/v1/organizations/{org}/users", {"sort": "name_asc", "next_token": "abc", "permissions": "p", "roles": "r"}),
+    (
+        "/api/v1/organizations/{org}/users",
+        {"sort": "name_asc", "next_token": "abc", "permissions": "p", "roles": "r"},
+    ),
 ]
 
 
 @pytest.mark.parametrize("path, query", KINDE_PARAMETERS)
-def test_the_parameters_kinde_defines_for_a_path_are_accepted(client_all, organization, user, path, query) -> None:
+def test_the_parameters_kinde_defines_for_a_path_are_accepted(
+    client_all, organization, user, path, query
+) -> None:
     query = {**query, **({"id": user.public_id} if path == "/api/v1/user" else {})}
     response = client_all.get(path.format(org=organization.code), query)
     assert response.status_code == HTTPStatus.OK, response.content
@@ -449,14 +501,22 @@ def test_the_openapi_document_shows_exactly_the_parameters_each_route_accepts(cl
     for path, view, method in ROUTES:
         template = re.sub(r"/x(?=/|$)", "/{}", path)
         matches = [
-            (name, item) for name, item in document["paths"].items() if re.sub(r"\{\w+\}", "{}", name) == template
+            (name, item)
+            for name, item in document["paths"].items()
+            if re.sub(r"\{\w+\}", "{}", name) == template
         ]
         assert len(matches) == 1, path
         name, item = matches[0]
         parameters = [p for p in item[method.lower()].get("parameters", []) if p["in"] == "query"]
-        assert {p["name"] for p in parameters} == {p.name for p in view.query_parameters.get(method, [])}, (
+        assert {p["name"] for p in parameters} == {
+            p.name for p in view.query_parameters.get(method, [])
+        }, (
             method,
             path,
         )
-        ignored = {p["name"] for p in parameters if p.get("description", "").startswith(IGNORED_PREFIX)}
-        assert ignored == (DOCUMENTED_AS_IGNORED.get(name, set()) if method == "GET" else set()), name
+        ignored = {
+            p["name"] for p in parameters if p.get("description", "").startswith(IGNORED_PREFIX)
+        }
+        assert ignored == (DOCUMENTED_AS_IGNORED.get(name, set()) if method == "GET" else set()), (
+            name
+        )

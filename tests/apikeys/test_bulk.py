@@ -16,7 +16,9 @@ pytestmark = pytest.mark.django_db
 HASHING_SECRET = "test-only-hashing-secret-not-for-production"
 
 
-def test_bulk_keys_verify_with_their_owner_scopes_and_api(api, read_users, write_users, organization, user, actor):
+def test_bulk_keys_verify_with_their_owner_scopes_and_api(
+    api, read_users, write_users, organization, user, actor
+):
     made = bulk.api_key_bulk_issue(
         api=api,
         count=40,
@@ -44,7 +46,13 @@ def test_bulk_keys_verify_with_their_owner_scopes_and_api(api, read_users, write
 
 def test_bulk_rows_match_what_api_key_issue_writes(api, read_users, organization, user, actor):
     made = bulk.api_key_bulk_issue(
-        api=api, count=6, organizations=[organization], users=[user], scopes=["read:users"], sample=6, actor=actor
+        api=api,
+        count=6,
+        organizations=[organization],
+        users=[user],
+        scopes=["read:users"],
+        sample=6,
+        actor=actor,
     )
     keys = {k.id: k for k in ApiKey.objects.all()}
     assert len(keys) == 6
@@ -59,7 +67,11 @@ def test_bulk_rows_match_what_api_key_issue_writes(api, read_users, organization
         assert key.previous_digest is None and key.last_verified_on is None
         assert key.created_by == "system"
         if key.organization_id:
-            assert (key.org_code, key.user_public_id, key.type) == (organization.code, "", "organization")
+            assert (key.org_code, key.user_public_id, key.type) == (
+                organization.code,
+                "",
+                "organization",
+            )
         else:
             assert (key.org_code, key.user_public_id, key.type) == ("", user.public_id, "user")
     # Ids are time-ordered like every key id: the batch reads newest first by id.
@@ -67,7 +79,9 @@ def test_bulk_rows_match_what_api_key_issue_writes(api, read_users, organization
 
 
 def test_bulk_keys_rotate_and_revoke_like_any_key(api, organization, actor):
-    made = bulk.api_key_bulk_issue(api=api, count=2, organizations=[organization], sample=2, actor=actor)
+    made = bulk.api_key_bulk_issue(
+        api=api, count=2, organizations=[organization], sample=2, actor=actor
+    )
     first, second = made.sample
     rotated = services.api_key_rotate(api_key=ApiKey.objects.get(pk=first.key_id), actor=actor)
     assert services.api_key_verify(key=first.plaintext).code == services.Verification.INVALID
@@ -77,7 +91,9 @@ def test_bulk_keys_rotate_and_revoke_like_any_key(api, organization, actor):
 
 
 def test_no_bulk_plaintext_reaches_the_database(api, organization, actor):
-    made = bulk.api_key_bulk_issue(api=api, count=5, organizations=[organization], sample=5, actor=actor)
+    made = bulk.api_key_bulk_issue(
+        api=api, count=5, organizations=[organization], sample=5, actor=actor
+    )
     fragments = [s.plaintext[12:-4] for s in made.sample]
     with connection.cursor() as cursor:
         for table in connection.introspection.table_names():
@@ -100,7 +116,9 @@ def test_a_batch_records_one_audit_event(api, organization, actor):
 
 
 def test_sample_is_spread_over_the_batch(api, organization, actor):
-    made = bulk.api_key_bulk_issue(api=api, count=100, organizations=[organization], sample=4, actor=actor)
+    made = bulk.api_key_bulk_issue(
+        api=api, count=100, organizations=[organization], sample=4, actor=actor
+    )
     ids = list(ApiKey.objects.order_by("id").values_list("id", flat=True))
     positions = [ids.index(s.key_id) for s in made.sample]
     assert positions == [0, 25, 50, 75]
@@ -113,7 +131,9 @@ def test_bad_arguments_are_refused_and_write_nothing(api, organization, actor):
     with pytest.raises(ValueError):
         bulk.api_key_bulk_issue(api=api, count=-1, organizations=[organization], actor=actor)
     with pytest.raises(exceptions.ScopeNotFound):
-        bulk.api_key_bulk_issue(api=api, count=3, organizations=[organization], scopes=[other_scope], actor=actor)
+        bulk.api_key_bulk_issue(
+            api=api, count=3, organizations=[organization], scopes=[other_scope], actor=actor
+        )
     assert ApiKey.objects.count() == 0 and AuditEvent.objects.count() == 0
 
 

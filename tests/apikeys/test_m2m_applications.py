@@ -7,11 +7,10 @@ import json
 from io import StringIO
 
 import pytest
+from django.contrib.auth.hashers import check_password, identify_hasher, make_password
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from oauth2_provider.models import get_application_model
-
-from django.contrib.auth.hashers import check_password, identify_hasher, make_password
 
 from apikeys import exceptions, services
 from apikeys.hashers import ClientSecretHasher
@@ -50,7 +49,9 @@ def test_set_scopes_replaces_the_grant(actor):
 
 def test_createm2mapp_prints_credentials_as_json():
     out = StringIO()
-    call_command("createm2mapp", "Reporter", "--scope", "read:api_keys", "--scope", "read:apis", stdout=out)
+    call_command(
+        "createm2mapp", "Reporter", "--scope", "read:api_keys", "--scope", "read:apis", stdout=out
+    )
     data = json.loads(out.getvalue())
     assert set(data) == {"client_id", "client_secret"}
     app = get_application_model().objects.get(client_id=data["client_id"])
@@ -94,7 +95,9 @@ def test_disable_and_enable_are_audited_once_each_and_idempotent(actor):
 def test_regenerating_a_secret_is_audited_and_its_plaintext_only_returned(actor):
     issued = services.m2m_application_create(name="A", scopes=["read:apis"], actor=actor)
 
-    renewed = services.m2m_application_regenerate_secret(application=issued.application, actor=actor)
+    renewed = services.m2m_application_regenerate_secret(
+        application=issued.application, actor=actor
+    )
 
     stored = get_application_model().objects.get(pk=issued.application.pk).client_secret
     assert ClientSecretHasher().verify(renewed.client_secret, stored)
@@ -111,7 +114,10 @@ def test_the_client_secret_hasher_is_a_keyed_digest_never_the_password_default(s
     assert hasher.verify("s3cret", encoded) and not hasher.verify("s3cret!", encoded)
     assert check_password("s3cret", encoded)
     # Keyed: another hashing secret gives another digest.
-    settings.APIKEYS = {**settings.APIKEYS, "HASHING_SECRET": "another-hashing-secret-of-32-chars-or-more"}
+    settings.APIKEYS = {
+        **settings.APIKEYS,
+        "HASHING_SECRET": "another-hashing-secret-of-32-chars-or-more",
+    }
     assert not hasher.verify("s3cret", encoded)
     # Never the default: user passwords stay with the first hasher (Argon2).
     assert identify_hasher(make_password("a password")).algorithm == "argon2"

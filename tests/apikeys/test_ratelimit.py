@@ -9,6 +9,7 @@ import random
 from typing import Any
 
 import pytest
+
 from apikeys import ratelimit
 
 DB = "apikeys-db://"

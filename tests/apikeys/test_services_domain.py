@@ -64,7 +64,9 @@ def test_api_and_scope_in_use_by_active_keys_cannot_be_deleted(issued_key, api, 
     assert Scope.objects.filter(pk=read_users.pk).exists()
 
 
-def test_deleting_what_only_revoked_keys_use_keeps_them_readable(issued_key, api, read_users, actor):
+def test_deleting_what_only_revoked_keys_use_keeps_them_readable(
+    issued_key, api, read_users, actor
+):
     services.api_key_revoke(api_key=issued_key.api_key, actor=actor)
     services.scope_delete(scope=read_users, actor=actor)
     services.api_delete(api=api, actor=actor)
@@ -99,7 +101,9 @@ def test_user_create_validates_email_and_uniqueness(actor):
 
 
 def test_argon2_is_the_password_hasher(actor):
-    user = services.user_create(email="pw@example.com", password="correct horse battery", actor=actor)
+    user = services.user_create(
+        email="pw@example.com", password="correct horse battery", actor=actor
+    )
     assert user.password.startswith("argon2")
     assert user.check_password("correct horse battery")
 
@@ -113,13 +117,17 @@ def test_role_permissions_and_memberships_drive_portal_rights(actor):
         role=admin_role, add=["read:org:authentication", "write:org:authentication"], actor=actor
     )
     viewer, admin, outsider = UserFactory(), UserFactory(), UserFactory()
-    services.membership_add(organization=organization, user=viewer, roles=[viewer_role], actor=actor)
+    services.membership_add(
+        organization=organization, user=viewer, roles=[viewer_role], actor=actor
+    )
     services.membership_add(organization=organization, user=admin, roles=[admin_role], actor=actor)
     assert selectors.can_read_org_keys(user=viewer, organization=organization)
     assert not selectors.can_write_org_keys(user=viewer, organization=organization)
     assert selectors.can_write_org_keys(user=admin, organization=organization)
     assert not selectors.can_read_org_keys(user=outsider, organization=organization)
-    services.role_change_permissions(role=viewer_role, remove=["read:org:authentication"], actor=actor)
+    services.role_change_permissions(
+        role=viewer_role, remove=["read:org:authentication"], actor=actor
+    )
     assert not selectors.can_read_org_keys(user=viewer, organization=organization)
     with pytest.raises(exceptions.PermissionNotFound):
         services.role_change_permissions(role=viewer_role, add=["root:everything"], actor=actor)

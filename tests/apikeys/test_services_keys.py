@@ -23,7 +23,9 @@ def test_issue_returns_plaintext_once_and_stores_only_the_digest(issued_key):
     key = issued_key.api_key
     key.refresh_from_db()
     assert crypto.is_well_formed(issued_key.plaintext)
-    assert key.digest == crypto.digest(issued_key.plaintext, "test-only-hashing-secret-not-for-production")
+    assert key.digest == crypto.digest(
+        issued_key.plaintext, "test-only-hashing-secret-not-for-production"
+    )
     assert key.key_prefix == issued_key.plaintext[:12]
     assert key.key_suffix == issued_key.plaintext[-4:]
     assert key.status == ApiKey.Status.ACTIVE
@@ -35,7 +37,9 @@ def test_issue_returns_plaintext_once_and_stores_only_the_digest(issued_key):
 
 def test_key_id_is_time_ordered_uuid7(api, organization, actor):
     ids = [
-        services.api_key_issue(name=f"k{i}", api=api, organization=organization, actor=actor).api_key.id
+        services.api_key_issue(
+            name=f"k{i}", api=api, organization=organization, actor=actor
+        ).api_key.id
         for i in range(5)
     ]
     for key_id in ids:
@@ -66,7 +70,11 @@ def test_str_and_repr_never_show_the_secret(issued_key):
 
 def test_issue_accepts_scope_ids_and_keys_and_dedupes(api, read_users, write_users, user, actor):
     issued = services.api_key_issue(
-        name="Mixed", api=api, scopes=[read_users.id, "write:users", "read:users"], user=user, actor=actor
+        name="Mixed",
+        api=api,
+        scopes=[read_users.id, "write:users", "read:users"],
+        user=user,
+        actor=actor,
     )
     assert issued.api_key.scope_list == ["read:users", "write:users"]
     assert issued.api_key.user_public_id == user.public_id
@@ -80,7 +88,9 @@ def test_issue_accepts_scope_ids_and_keys_and_dedupes(api, read_users, write_use
         ({"both": True}, exceptions.OwnerAmbiguous),
     ],
 )
-def test_owner_missing_or_both_is_refused_and_nothing_is_written(api, organization, user, actor, owner, error):
+def test_owner_missing_or_both_is_refused_and_nothing_is_written(
+    api, organization, user, actor, owner, error
+):
     kwargs = {"organization": organization, "user": user} if owner else {}
     with pytest.raises(error):
         services.api_key_issue(name="x", api=api, actor=actor, **kwargs)
@@ -92,14 +102,19 @@ def test_scope_of_another_api_is_refused(api, organization, actor):
     other_scope = ScopeFactory(api=ApiFactory(), key="read:users")
     for scope in (other_scope, other_scope.id, "nope:nothing"):
         with pytest.raises(exceptions.ScopeNotFound):
-            services.api_key_issue(name="x", api=api, scopes=[scope], organization=organization, actor=actor)
+            services.api_key_issue(
+                name="x", api=api, scopes=[scope], organization=organization, actor=actor
+            )
     assert ApiKey.objects.count() == 0
 
 
 def test_expiry_in_the_past_is_refused(api, organization, actor):
     with pytest.raises(exceptions.ValidationFailed) as info:
         services.api_key_issue(
-            name="x", api=api, organization=organization, actor=actor,
+            name="x",
+            api=api,
+            organization=organization,
+            actor=actor,
             expires_at=timezone.now() - timedelta(seconds=1),
         )
     assert info.value.code == "EXPIRES_AT_IN_PAST"
@@ -170,7 +185,9 @@ def test_every_verification_is_counted(issued_key):
         ["k_live_"],
     ],
 )
-def test_malformed_keys_are_invalid_without_touching_the_database(candidate, django_assert_num_queries):
+def test_malformed_keys_are_invalid_without_touching_the_database(
+    candidate, django_assert_num_queries
+):
     with django_assert_num_queries(0):
         result = services.api_key_verify(key=candidate)
     assert result.code == Verification.INVALID
@@ -199,11 +216,16 @@ def test_revoked_key_fails_with_revoked_and_is_not_counted(issued_key, actor):
 
 def test_expired_key_fails_with_expired(api, organization, actor):
     issued = services.api_key_issue(
-        name="Soon", api=api, organization=organization, actor=actor,
+        name="Soon",
+        api=api,
+        organization=organization,
+        actor=actor,
         expires_at=timezone.now() + timedelta(hours=1),
     )
     assert services.api_key_verify(key=issued.plaintext).is_valid
-    ApiKey.objects.filter(pk=issued.api_key.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    ApiKey.objects.filter(pk=issued.api_key.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
     result = services.api_key_verify(key=issued.plaintext)
     assert result.code == Verification.EXPIRED
     assert result.key_id == issued.api_key.id and result.status == "expired"
@@ -222,7 +244,10 @@ def test_wrong_audience_fails_and_right_audience_passes(issued_key, api):
 
 
 def test_a_key_hashed_with_another_secret_does_not_verify(issued_key, settings):
-    settings.APIKEYS = {**settings.APIKEYS, "HASHING_SECRET": "another-hashing-secret-of-32-chars!!"}
+    settings.APIKEYS = {
+        **settings.APIKEYS,
+        "HASHING_SECRET": "another-hashing-secret-of-32-chars!!",
+    }
     assert services.api_key_verify(key=issued_key.plaintext).code == Verification.INVALID
 
 
@@ -231,7 +256,9 @@ def test_valid_verification_is_one_query(issued_key, django_assert_num_queries):
         assert services.api_key_verify(key=issued_key.plaintext).is_valid
 
 
-def test_failed_verification_is_at_most_two_queries(issued_key, actor, django_assert_max_num_queries):
+def test_failed_verification_is_at_most_two_queries(
+    issued_key, actor, django_assert_max_num_queries
+):
     services.api_key_revoke(api_key=issued_key.api_key, actor=actor)
     with django_assert_max_num_queries(2):
         assert services.api_key_verify(key=issued_key.plaintext).code == Verification.REVOKED

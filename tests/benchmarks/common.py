@@ -149,7 +149,9 @@ def verify_median_us(keys: Sequence[str], *, calls: int = 3000) -> dict[str, Any
     for mode, times in samples.items():
         figures[mode] = round(statistics.median(times) / 1000, 1)
     figures["prepared_statements_in_settings"] = configured is not None
-    figures["median_us"] = figures["median_us_prepared" if configured is not None else "median_us_unprepared"]
+    figures["median_us"] = figures[
+        "median_us_prepared" if configured is not None else "median_us_unprepared"
+    ]
     return figures
 
 
@@ -174,7 +176,9 @@ def queries_per_request(client: Client, probe: Probe, *, expect: int = 200) -> i
     first-use caches do not count)."""
     first = probe.send(client)
     if first.status_code != expect:
-        raise AssertionError(f"{probe.method} {probe.path}: {first.status_code} {first.content[:300]!r}")
+        raise AssertionError(
+            f"{probe.method} {probe.path}: {first.status_code} {first.content[:300]!r}"
+        )
     with CaptureQueriesContext(connection) as ctx:
         response = probe.send(client)
     assert response.status_code == expect, response.status_code
@@ -223,7 +227,11 @@ def token_endpoint_costs(data: BenchData, *, calls: int = 200) -> dict[str, Any]
 
     def timed(client_id: str, secret: str, expect: int) -> float:
         samples = []
-        unthrottled = {**settings.APIKEYS, "TOKEN_FAILURE_LIMIT": 0, "TOKEN_FAILURE_LIMIT_PER_IP": 0}
+        unthrottled = {
+            **settings.APIKEYS,
+            "TOKEN_FAILURE_LIMIT": 0,
+            "TOKEN_FAILURE_LIMIT_PER_IP": 0,
+        }
         with override_settings(APIKEYS=unthrottled):
             for i in range(calls + 10):
                 start = time.perf_counter_ns()
@@ -239,7 +247,12 @@ def token_endpoint_costs(data: BenchData, *, calls: int = 200) -> dict[str, Any]
     for label, encoded in (("as_stored", stored), ("argon2", argon2)):
         for outcome, secret in (("correct", data.client_secret), ("wrong", wrong)):
             hashing[f"{label}_{outcome}_us"] = round(
-                median_us(lambda _i: check_password(secret, encoded), calls=50, warmup=3), 1
+                median_us(
+                    lambda _i, secret=secret, encoded=encoded: check_password(secret, encoded),
+                    calls=50,
+                    warmup=3,
+                ),
+                1,
             )
     result = {
         "hasher_as_stored": stored.split("$", 1)[0],

@@ -26,7 +26,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--postgresql", action="store_true")
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
     parser.add_argument("--keys", type=int, default=1000)
@@ -69,7 +71,11 @@ def main(argv: list[str] | None = None) -> int:
             figures = _request_median_us(keys[0], calls=args.calls)
         else:
             figures = common.verify_median_us(keys, calls=args.calls)
-        figures.update(database=connection.vendor, keys=args.keys, load_average=[round(x, 2) for x in os.getloadavg()])
+        figures.update(
+            database=connection.vendor,
+            keys=args.keys,
+            load_average=[round(x, 2) for x in os.getloadavg()],
+        )
         print(json.dumps(figures))
         connections.close_all()
     finally:
@@ -93,14 +99,18 @@ def _request_median_us(key: str, *, calls: int) -> dict[str, object]:
     app = services.m2m_application_create(
         name="bench", scopes=["verify:api_keys"], actor=services.Actor.system()
     )
-    token = APIClient().post(
-        "/oauth2/token",
-        {
-            "grant_type": "client_credentials",
-            "client_id": app.application.client_id,
-            "client_secret": app.client_secret,
-        },
-    ).json()["access_token"]
+    token = (
+        APIClient()
+        .post(
+            "/oauth2/token",
+            {
+                "grant_type": "client_credentials",
+                "client_id": app.application.client_id,
+                "client_secret": app.client_secret,
+            },
+        )
+        .json()["access_token"]
+    )
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     body = {"api_key": key}

@@ -52,16 +52,25 @@ TARGETS = {
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pg", default=os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432"),
-                        help="PostgreSQL server (no database name); the bench creates its own database")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--pg",
+        default=os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432"),
+        help="PostgreSQL server (no database name); the bench creates its own database",
+    )
     parser.add_argument("--db-name", default="bench")
-    parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/5"))
+    parser.add_argument(
+        "--redis", default=os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/5")
+    )
     parser.add_argument("--duration", type=float, default=5.0, help="seconds of each wrk round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per endpoint")
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--scale", type=int, default=1_000_000, help="keys for the scale figures (0: skip)")
+    parser.add_argument(
+        "--scale", type=int, default=1_000_000, help="keys for the scale figures (0: skip)"
+    )
     parser.add_argument("--json", default=str(ROOT / "artifacts" / "bench.json"))
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
     return parser.parse_args(argv)
@@ -114,11 +123,28 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         gunicorn = Path(sys.executable).parent / "gunicorn"
         # Kept after the run (delete=False): where to look when gunicorn does not start.
-        self.log = tempfile.NamedTemporaryFile("w+", prefix="bench-gunicorn-", suffix=".log", delete=False)  # noqa: SIM115
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 (open for gunicorn's lifetime)
+            "w+", prefix="bench-gunicorn-", suffix=".log", delete=False
+        )
         self.process = subprocess.Popen(
-            [str(gunicorn), "project.wsgi", "--workers", "2", "--worker-class", "sync",
-             "--bind", f"127.0.0.1:{self.port}", "--chdir", str(ROOT), "--log-level", "warning"],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(gunicorn),
+                "project.wsgi",
+                "--workers",
+                "2",
+                "--worker-class",
+                "sync",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--chdir",
+                str(ROOT),
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 60
         while True:
@@ -147,7 +173,11 @@ class Server:
 
     def token(self, client_id: str, client_secret: str) -> str:
         body = urllib.parse.urlencode(
-            {"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret}
+            {
+                "grant_type": "client_credentials",
+                "client_id": client_id,
+                "client_secret": client_secret,
+            }
         ).encode()
         with urllib.request.urlopen(f"{self.base}/oauth2/token", data=body, timeout=10) as response:
             return str(json.loads(response.read())["access_token"])
@@ -202,12 +232,32 @@ def run_measured(server: Server, url: str, *, db_name: str, **wrk: Any) -> dict[
     return result
 
 
-def run_wrk(url: str, *, duration: float, connections: int, threads: int, env: dict[str, str]) -> dict[str, Any]:
+def run_wrk(
+    url: str, *, duration: float, connections: int, threads: int, env: dict[str, str]
+) -> dict[str, Any]:
     """One bounded wrk run; its figures from the ``BENCH_RESULT`` line of wrk.lua."""
-    command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(duration))}s",
-               "--timeout", "5s", "-s", str(HERE / "wrk.lua"), url]
-    done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True,
-                          timeout=duration + 60, check=True)
+    command = [
+        "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{max(1, round(duration))}s",
+        "--timeout",
+        "5s",
+        "-s",
+        str(HERE / "wrk.lua"),
+        url,
+    ]
+    done = subprocess.run(
+        command,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+        check=True,
+    )
     for line in done.stdout.splitlines():
         if line.startswith("BENCH_RESULT "):
             result = json.loads(line.removeprefix("BENCH_RESULT "))
@@ -225,11 +275,19 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("wrk is not installed: `make bench` installs Debian's wrk (apt-get install wrk).")
     started = time.monotonic()
     report: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "load_average_start": load_average()},
-        "settings": {"duration_s": args.duration, "rounds": args.rounds,
-                     "connections": args.connections, "threads": args.threads,
-                     "gunicorn": "2 sync workers", "scale_keys": args.scale},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_start": load_average(),
+        },
+        "settings": {
+            "duration_s": args.duration,
+            "rounds": args.rounds,
+            "connections": args.connections,
+            "threads": args.threads,
+            "gunicorn": "2 sync workers",
+            "scale_keys": args.scale,
+        },
     }
     env = {
         "DJANGO_SETTINGS_MODULE": "tests.benchmarks.settings",
@@ -245,7 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     os.environ.update(env)
     check_redis(args.redis)
-    print(f"== bench database {args.db_name!r} on {args.pg}; load average {report['machine']['load_average_start']}", flush=True)
+    print(
+        f"== bench database {args.db_name!r} on {args.pg}; load average {report['machine']['load_average_start']}",
+        flush=True,
+    )
     create_database(args.pg, args.db_name)
     try:
         _run(args, env, report)
@@ -294,10 +355,12 @@ def _run(args: argparse.Namespace, env: dict[str, str], report: dict[str, Any]) 
     # on the raw connection, where query counting does not see it: a round trip all the same.
     health_check = bool(connection.settings_dict.get("CONN_HEALTH_CHECKS"))
     report["round_trips_per_request"] = {
-        name: count + (1 if health_check and count else 0) for name, count in report["queries_per_request"].items()
+        name: count + (1 if health_check and count else 0)
+        for name, count in report["queries_per_request"].items()
     }
     report["inprocess_request_ms"] = {
-        name: common.request_median_ms(client, probe, calls=300) for name, (client, probe) in probes.items()
+        name: common.request_median_ms(client, probe, calls=300)
+        for name, (client, probe) in probes.items()
     }
     # Measured on the freshly loaded table, vacuumed as autovacuum would, like the figure at
     # scale below: after the HTTP runs, these keys' rows carry thousands of dead versions.
@@ -333,9 +396,7 @@ def _run(args: argparse.Namespace, env: dict[str, str], report: dict[str, Any]) 
 def vacuum_analyze() -> None:
     """What autovacuum does after a large load or many updates, done now so that the
     figures do not depend on when it happens to run."""
-    from django.db import connection
-
-    from django.db import DatabaseError
+    from django.db import DatabaseError, connection
 
     with connection.cursor() as cursor:
         cursor.execute("VACUUM (ANALYZE) apikeys_apikey")
@@ -357,45 +418,99 @@ def http_probes(data: Any, keys: list[str]) -> dict[str, tuple[Any, Any]]:
     token = common.token_client(data)
     return {
         "floor": (Client(), common.Probe("GET", "/bench/floor")),
-        "verify": (token, common.Probe("POST", "/api/v1/api_keys/verify", json.dumps({"api_key": keys[0]}))),
-        "example": (Client(), common.Probe("GET", "/example/users", headers={"HTTP_AUTHORIZATION": f"Bearer {keys[0]}"})),
-        "whatif_verify_lean_token": (token, common.Probe("POST", "/bench/whatif/verify", json.dumps({"api_key": keys[0]}))),
+        "verify": (
+            token,
+            common.Probe("POST", "/api/v1/api_keys/verify", json.dumps({"api_key": keys[0]})),
+        ),
+        "example": (
+            Client(),
+            common.Probe(
+                "GET", "/example/users", headers={"HTTP_AUTHORIZATION": f"Bearer {keys[0]}"}
+            ),
+        ),
+        "whatif_verify_lean_token": (
+            token,
+            common.Probe("POST", "/bench/whatif/verify", json.dumps({"api_key": keys[0]})),
+        ),
     }
 
 
-def http_runs(args: argparse.Namespace, env: dict[str, str], data: Any, keys: list[str]) -> dict[str, Any]:
+def http_runs(
+    args: argparse.Namespace, env: dict[str, str], data: Any, keys: list[str]
+) -> dict[str, Any]:
     from tests.benchmarks import common
 
     server = Server({**os.environ, **env})
     try:
         token = server.token(data.client_id, data.client_secret)
-        with tempfile.NamedTemporaryFile("w", prefix="bench-keys-", suffix=".txt", delete=False) as keys_file:
+        with tempfile.NamedTemporaryFile(
+            "w", prefix="bench-keys-", suffix=".txt", delete=False
+        ) as keys_file:
             keys_file.write("\n".join(keys) + "\n")
-        with tempfile.NamedTemporaryFile("w", prefix="bench-hot-", suffix=".txt", delete=False) as hot_file:
+        with tempfile.NamedTemporaryFile(
+            "w", prefix="bench-hot-", suffix=".txt", delete=False
+        ) as hot_file:
             hot_file.write(keys[-1] + "\n")
         scenarios = {
             "floor": ("/bench/floor", {"BENCH_METHOD": "GET", "BENCH_AUTH": "", "BENCH_KEYS": ""}),
-            "verify": ("/api/v1/api_keys/verify",
-                       {"BENCH_METHOD": "POST", "BENCH_AUTH": f"Bearer {token}", "BENCH_KEYS": keys_file.name}),
-            "verify_hot_key": ("/api/v1/api_keys/verify",
-                               {"BENCH_METHOD": "POST", "BENCH_AUTH": f"Bearer {token}", "BENCH_KEYS": hot_file.name}),
-            "example": ("/example/users", {"BENCH_METHOD": "GET", "BENCH_AUTH": "key", "BENCH_KEYS": keys_file.name}),
+            "verify": (
+                "/api/v1/api_keys/verify",
+                {
+                    "BENCH_METHOD": "POST",
+                    "BENCH_AUTH": f"Bearer {token}",
+                    "BENCH_KEYS": keys_file.name,
+                },
+            ),
+            "verify_hot_key": (
+                "/api/v1/api_keys/verify",
+                {
+                    "BENCH_METHOD": "POST",
+                    "BENCH_AUTH": f"Bearer {token}",
+                    "BENCH_KEYS": hot_file.name,
+                },
+            ),
+            "example": (
+                "/example/users",
+                {"BENCH_METHOD": "GET", "BENCH_AUTH": "key", "BENCH_KEYS": keys_file.name},
+            ),
             # Not the product: the prototype of whatif.py, to measure what would close the gap.
-            "whatif_verify_lean_token": ("/bench/whatif/verify",
-                                         {"BENCH_METHOD": "POST", "BENCH_AUTH": f"Bearer {token}", "BENCH_KEYS": keys_file.name}),
+            "whatif_verify_lean_token": (
+                "/bench/whatif/verify",
+                {
+                    "BENCH_METHOD": "POST",
+                    "BENCH_AUTH": f"Bearer {token}",
+                    "BENCH_KEYS": keys_file.name,
+                },
+            ),
         }
         counted_before = common.total_verifications()
         print("== warming up", flush=True)
         for path, wrk_env in scenarios.values():
-            run_wrk(server.base + path, duration=1, connections=args.connections, threads=args.threads, env=wrk_env)
+            run_wrk(
+                server.base + path,
+                duration=1,
+                connections=args.connections,
+                threads=args.threads,
+                env=wrk_env,
+            )
         counted_after_warmup = common.total_verifications()
         rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in scenarios}
         for number in range(args.rounds):
-            print(f"== round {number + 1}/{args.rounds} (load average {load_average()})", flush=True)
+            print(
+                f"== round {number + 1}/{args.rounds} (load average {load_average()})", flush=True
+            )
             for name, (path, wrk_env) in scenarios.items():
-                rounds[name].append(run_measured(server, server.base + path, db_name=args.db_name,
-                                                 duration=args.duration, connections=args.connections,
-                                                 threads=args.threads, env=wrk_env))
+                rounds[name].append(
+                    run_measured(
+                        server,
+                        server.base + path,
+                        db_name=args.db_name,
+                        duration=args.duration,
+                        connections=args.connections,
+                        threads=args.threads,
+                        env=wrk_env,
+                    )
+                )
         rss = server.worker_rss_mb()
     finally:
         server.stop()
@@ -405,7 +520,14 @@ def http_runs(args: argparse.Namespace, env: dict[str, str], data: Any, keys: li
     counted = common.total_verifications() - counted_after_warmup
     result: dict[str, Any] = {"worker_rss_mb": rss, "endpoints": {}}
     for name, runs in rounds.items():
-        errors = sum(r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["status_errors"] + r["timeouts"] for r in runs)
+        errors = sum(
+            r["connect_errors"]
+            + r["read_errors"]
+            + r["write_errors"]
+            + r["status_errors"]
+            + r["timeouts"]
+            for r in runs
+        )
         result["endpoints"][name] = {
             "rps": statistics.median(r["rps"] for r in runs),
             "p50_ms": round(statistics.median(r["p50_us"] for r in runs) / 1000, 2),
@@ -417,7 +539,10 @@ def http_runs(args: argparse.Namespace, env: dict[str, str], data: Any, keys: li
             "requests": sum(r["requests"] for r in runs),
         }
     floor = result["endpoints"]["floor"]["rps"]
-    floor_cpu = result["endpoints"]["floor"]["worker_cpu_us"] + result["endpoints"]["floor"]["database_cpu_us"]
+    floor_cpu = (
+        result["endpoints"]["floor"]["worker_cpu_us"]
+        + result["endpoints"]["floor"]["database_cpu_us"]
+    )
     for figures in result["endpoints"].values():
         figures["vs_floor"] = round(figures["rps"] / floor, 3) if floor else None
         # Throughput is bounded by the CPU each request takes (workers and database share
@@ -455,7 +580,9 @@ def list_query_counts(data: Any) -> dict[str, Any]:
     try:
         pages["portal_user_key_list"] = (portal, reverse("portal:user-keys"))
         pages["portal_org_key_list"] = (
-            portal, reverse("portal:org-keys", kwargs={"org_code": data.organization.code}))
+            portal,
+            reverse("portal:org-keys", kwargs={"org_code": data.organization.code}),
+        )
     except NoReverseMatch:
         pages["portal_user_key_list"] = (portal, None)
     pages["api_key_list"] = (common.token_client(data), "/api/v1/api_keys?page_size=50")
@@ -468,7 +595,9 @@ def list_query_counts(data: Any) -> dict[str, Any]:
         except AssertionError as exc:
             counts[name] = f"not measured: {exc}"[:200]
     counts["visible_in_portal_user_list"] = ApiKey.objects.filter(user=data.portal_user).count()
-    counts["visible_in_portal_org_list"] = ApiKey.objects.filter(organization=data.organization).count()
+    counts["visible_in_portal_org_list"] = ApiKey.objects.filter(
+        organization=data.organization
+    ).count()
     return counts
 
 
@@ -482,9 +611,13 @@ def list_medians(data: Any) -> dict[str, Any]:
     deep_cursor = ApiKey.objects.order_by("-id").values_list("id", flat=True)[total // 2]
     probes = {
         "list_first_page": common.Probe("GET", "/api/v1/api_keys?page_size=50"),
-        "list_deep_page": common.Probe("GET", f"/api/v1/api_keys?page_size=50&starting_after={deep_cursor}"),
+        "list_deep_page": common.Probe(
+            "GET", f"/api/v1/api_keys?page_size=50&starting_after={deep_cursor}"
+        ),
         "list_org_deep_page": common.Probe(
-            "GET", f"/api/v1/api_keys?page_size=50&org_code={data.organization.code}&starting_after={deep_cursor}"),
+            "GET",
+            f"/api/v1/api_keys?page_size=50&org_code={data.organization.code}&starting_after={deep_cursor}",
+        ),
     }
     result: dict[str, Any] = {}
     for name, probe in probes.items():
@@ -514,85 +647,126 @@ def print_report(report: dict[str, Any]) -> None:
         "whatif_verify_lean_token": "(what-if) verify, lean token check",
     }
     print()
-    print(f"{'endpoint':42} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'x floor':>7} "
-          f"{'cpu µs':>7} {'db µs':>6} {'x floor':>7} {'queries':>7} {'trips':>5} {'errors':>6}")
+    print(
+        f"{'endpoint':42} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'x floor':>7} "
+        f"{'cpu µs':>7} {'db µs':>6} {'x floor':>7} {'queries':>7} {'trips':>5} {'errors':>6}"
+    )
     for name, label in labels.items():
         e = endpoints.get(name)
         if not e:
             continue
         q = queries.get("verify" if name == "verify_hot_key" else name, "")
-        trips = report.get("round_trips_per_request", {}).get("verify" if name == "verify_hot_key" else name, "")
-        print(f"{label:42} {e['rps']:7.0f} {e['p50_ms']:7.2f} {e['p99_ms']:7.2f} {e['vs_floor']:7.2f} "
-              f"{e['worker_cpu_us']:7} {e['database_cpu_us']:6} {e['cpu_vs_floor']:7.2f} {q!s:>7} {trips!s:>5} {e['errors']:6}")
-    print("(cpu µs, db µs: CPU time per request of the gunicorn workers and of their PostgreSQL backends;\n"
-          " the second x floor is the floor's CPU per request over this one's: the throughput ratio\n"
-          " of an otherwise idle machine; trips: database round trips, queries plus the health check\n"
-          " that CONN_HEALTH_CHECKS sends before the first query of a request)")
+        trips = report.get("round_trips_per_request", {}).get(
+            "verify" if name == "verify_hot_key" else name, ""
+        )
+        print(
+            f"{label:42} {e['rps']:7.0f} {e['p50_ms']:7.2f} {e['p99_ms']:7.2f} {e['vs_floor']:7.2f} "
+            f"{e['worker_cpu_us']:7} {e['database_cpu_us']:6} {e['cpu_vs_floor']:7.2f} {q!s:>7} {trips!s:>5} {e['errors']:6}"
+        )
+    print(
+        "(cpu µs, db µs: CPU time per request of the gunicorn workers and of their PostgreSQL backends;\n"
+        " the second x floor is the floor's CPU per request over this one's: the throughput ratio\n"
+        " of an otherwise idle machine; trips: database round trips, queries plus the health check\n"
+        " that CONN_HEALTH_CHECKS sends before the first query of a request)"
+    )
     rss = http.get("worker_rss_mb", [])
     print(f"\ngunicorn worker RSS after the run: {', '.join(f'{r} MB' for r in rss)}")
     check = http.get("count_check")
     if check:
-        print(f"verifications counted in the database: {check['verifications_counted_in_database']:,} "
-              f"(wrk completed {check['requests_completed_by_wrk']:,}; in flight at each stop may add a few)")
+        print(
+            f"verifications counted in the database: {check['verifications_counted_in_database']:,} "
+            f"(wrk completed {check['requests_completed_by_wrk']:,}; in flight at each stop may add a few)"
+        )
     v1k = report.get("verify_inprocess_1k", {})
     scale = report.get("scale", {})
     configured = "on" if v1k.get("prepared_statements_in_settings") else "off"
-    print(f"\nin-process api_key_verify on PostgreSQL, median µs ({v1k.get('queries')} statement(s) a call):")
+    print(
+        f"\nin-process api_key_verify on PostgreSQL, median µs ({v1k.get('queries')} statement(s) a call):"
+    )
     print(f"  {'':34} {'1,000 keys':>11} {'at scale':>9} {'ratio':>6}")
-    for label, field in ((f"as configured (prepared: {configured})", "median_us"),
-                         ("prepared statements off", "median_us_unprepared"),
-                         ("prepared statements allowed", "median_us_prepared")):
+    for label, field in (
+        (f"as configured (prepared: {configured})", "median_us"),
+        ("prepared statements off", "median_us_unprepared"),
+        ("prepared statements allowed", "median_us_prepared"),
+    ):
         small_v = v1k.get(field)
         big_v = scale.get("verify_inprocess", {}).get(field) if scale else None
         ratio = f"{big_v / small_v:6.2f}" if small_v and big_v else ""
         print(f"  {label:34} {small_v!s:>11} {big_v!s:>9} {ratio}")
     if scale:
-        print(f"  (the first 1,000 keys again, in the table of {scale['keys']:,}: "
-              f"{scale['verify_inprocess_first_1k_keys']['median_us']} µs as configured)")
+        print(
+            f"  (the first 1,000 keys again, in the table of {scale['keys']:,}: "
+            f"{scale['verify_inprocess_first_1k_keys']['median_us']} µs as configured)"
+        )
         print(f"\nbulk load: {scale['load_keys_per_s']:,} keys/s ({scale['load_s']} s)")
         for name in ("list_first_page", "list_deep_page", "list_org_deep_page"):
-            print(f"{name} at {scale['keys']:,} keys: median {scale[name]['median_ms']} ms, "
-                  f"{scale[name]['queries']} queries")
+            print(
+                f"{name} at {scale['keys']:,} keys: median {scale[name]['median_ms']} ms, "
+                f"{scale[name]['queries']} queries"
+            )
     token = report.get("token_endpoint")
     if token:
-        print(f"\nPOST /oauth2/token in process, median µs (client secrets stored as {token['hasher_as_stored']}):")
-        print(f"  correct secret {token['request_correct_secret_us']}, wrong secret of a known client "
-              f"{token['request_wrong_secret_us']}, unknown client {token['request_unknown_client_us']}")
-        print(f"  checking the secret alone: as stored {token['check_as_stored_correct_us']} (correct) / "
-              f"{token['check_as_stored_wrong_us']} (wrong); as Argon2 {token['check_argon2_correct_us']} / "
-              f"{token['check_argon2_wrong_us']}")
+        print(
+            f"\nPOST /oauth2/token in process, median µs (client secrets stored as {token['hasher_as_stored']}):"
+        )
+        print(
+            f"  correct secret {token['request_correct_secret_us']}, wrong secret of a known client "
+            f"{token['request_wrong_secret_us']}, unknown client {token['request_unknown_client_us']}"
+        )
+        print(
+            f"  checking the secret alone: as stored {token['check_as_stored_correct_us']} (correct) / "
+            f"{token['check_as_stored_wrong_us']} (wrong); as Argon2 {token['check_argon2_correct_us']} / "
+            f"{token['check_argon2_wrong_us']}"
+        )
     small, large = report.get("lists_at_10", {}), report.get("lists_at_10000", {})
     print()
     for name in ("admin_key_list", "portal_user_key_list", "portal_org_key_list", "api_key_list"):
-        print(f"{name}: {small.get(name)} queries at {small.get('keys_in_table')} keys, "
-              f"{large.get(name)} at {large.get('keys_in_table')} keys")
+        print(
+            f"{name}: {small.get(name)} queries at {small.get('keys_in_table')} keys, "
+            f"{large.get(name)} at {large.get('keys_in_table')} keys"
+        )
     # Targets (figures, not tests).
     targets: dict[str, bool | None] = {}
     if endpoints:
-        targets["verify >= 0.45 x floor"] = endpoints["verify"]["vs_floor"] >= TARGETS["verify_vs_floor"]
+        targets["verify >= 0.45 x floor"] = (
+            endpoints["verify"]["vs_floor"] >= TARGETS["verify_vs_floor"]
+        )
         targets["worker RSS <= 90 MB"] = bool(rss) and max(rss) <= TARGETS["worker_rss_mb"]
     if v1k:
-        targets["in-process verify median <= 250 µs (PostgreSQL, as configured)"] = v1k["median_us"] <= TARGETS["verify_median_us_pg"]
+        targets["in-process verify median <= 250 µs (PostgreSQL, as configured)"] = (
+            v1k["median_us"] <= TARGETS["verify_median_us_pg"]
+        )
         if "median_us_prepared" in v1k:
             targets["in-process verify median <= 250 µs (PostgreSQL, prepared statements)"] = (
-                v1k["median_us_prepared"] <= TARGETS["verify_median_us_pg"])
+                v1k["median_us_prepared"] <= TARGETS["verify_median_us_pg"]
+            )
     if scale:
-        for field, label in (("median_us", "as configured"), ("median_us_prepared", "prepared statements")):
+        for field, label in (
+            ("median_us", "as configured"),
+            ("median_us_prepared", "prepared statements"),
+        ):
             if field in v1k:
                 targets[f"verify median at scale <= 1.15 x at 1,000 ({label})"] = (
-                    scale["verify_inprocess"][field] <= TARGETS["scale_ratio"] * v1k[field])
+                    scale["verify_inprocess"][field] <= TARGETS["scale_ratio"] * v1k[field]
+                )
         targets["list first and deep page median <= 25 ms"] = all(
-            scale[n]["median_ms"] <= TARGETS["list_median_ms"] for n in ("list_first_page", "list_deep_page"))
+            scale[n]["median_ms"] <= TARGETS["list_median_ms"]
+            for n in ("list_first_page", "list_deep_page")
+        )
     for name in ("admin_key_list", "portal_user_key_list", "portal_org_key_list"):
         a, b = small.get(name), large.get(name)
-        targets[f"{name}: same query count at 10 and 10,000"] = (a == b) if isinstance(a, int) and isinstance(b, int) else None
+        targets[f"{name}: same query count at 10 and 10,000"] = (
+            (a == b) if isinstance(a, int) and isinstance(b, int) else None
+        )
     report["targets"] = {k: _mark(v) for k, v in targets.items()}
     print("\ntargets:")
     for name, mark in report["targets"].items():
         print(f"  {mark:7} {name}")
     m = report["machine"]
-    print(f"\nload average at start {m['load_average_start']}, at end {m.get('load_average_end')}; "
-          f"{m['cpus']} CPUs; PostgreSQL {m.get('postgresql')}")
+    print(
+        f"\nload average at start {m['load_average_start']}, at end {m.get('load_average_end')}; "
+        f"{m['cpus']} CPUs; PostgreSQL {m.get('postgresql')}"
+    )
 
 
 if __name__ == "__main__":

@@ -54,8 +54,13 @@ class LeanTokenAuthentication(ManagementTokenAuthentication):
         if resource:
             return super().authenticate(request)
         access = access_model(
-            pk=pk, token=stored, expires=expires, scope=scope, resource=resource,
-            user_id=user_id, application_id=app_pk,
+            pk=pk,
+            token=stored,
+            expires=expires,
+            scope=scope,
+            resource=resource,
+            user_id=user_id,
+            application_id=app_pk,
         )
         if app_pk is not None:
             access.application = application_model(pk=app_pk, client_id=client_id, name=name)

@@ -331,7 +331,9 @@ def test_past_the_failure_limit_refusals_are_429_per_ip_and_valid_keys_still_pas
         HTTPStatus.TOO_MANY_REQUESTS
     ] * 2
     for answer in answers[FAILURE_LIMIT:]:
-        assert answer.json() == {"errors": [{"code": "RATE_LIMITED", "message": answer.json()["errors"][0]["message"]}]}
+        assert answer.json() == {
+            "errors": [{"code": "RATE_LIMITED", "message": answer.json()["errors"][0]["message"]}]
+        }
         assert 1 <= int(answer["Retry-After"]) <= FAILURE_WINDOW
         assert answer["RateLimit-Reset"] == answer["Retry-After"]
     # The same IP's valid key still authenticates; another IP's refusals are still 401s.

@@ -473,7 +473,7 @@ def readme_snippets() -> list[str]:
 
     readme = (REPO / "README.md").read_text()
     section = readme.split("## Add to your project", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"^( *)```python\n(.*?)^\1```", section, flags=re.S | re.M)
+    blocks = re.findall(r"^( *)```python\n(.*?)^\1```", section, flags=re.DOTALL | re.MULTILINE)
     return [textwrap.dedent(body) for _indent, body in blocks]
 
 
@@ -503,7 +503,7 @@ def test_the_readme_snippets_run_verbatim_in_a_startproject_project(
     with (package / "urls.py").open("a") as urls_file:
         urls_file.write("\n" + urls_block)
         # Wiring the README's view to a path is the one line a host adds of its own.
-        urls_file.write('\nfrom hostsite.views import UserListApi\n\n')
+        urls_file.write("\nfrom hostsite.views import UserListApi\n\n")
         urls_file.write('urlpatterns += [path("users", UserListApi.as_view())]\n')
     env = {"APIKEYS_HASHING_SECRET": secrets.token_urlsafe(40)}
     manage = [python, "manage.py"]
@@ -547,7 +547,9 @@ def test_the_readme_snippets_run_verbatim_in_a_startproject_project(
                 status, admin_page = get("/admin/login/")
                 break
             except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "gunicorn did not start"
+                assert server.poll() is None and time.monotonic() < deadline, (
+                    "gunicorn did not start"
+                )
                 time.sleep(0.3)
         with_key = get("/users", Authorization=f"Bearer {key}")
         without_key = get("/users")

@@ -46,7 +46,12 @@ def _env(database_url: str) -> dict[str, str]:
 def _migrate(database_url: str) -> None:
     done = subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
-        cwd=ROOT, env=_env(database_url), capture_output=True, text=True, timeout=600, check=False,
+        cwd=ROOT,
+        env=_env(database_url),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
 
@@ -87,8 +92,13 @@ class Worker:
     def __init__(self, database_url: str) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.performance.worker"],
-            cwd=ROOT, env=_env(database_url), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, bufsize=1,
+            cwd=ROOT,
+            env=_env(database_url),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
         )
         ready = self.receive()
         self.vendor = ready["vendor"]
@@ -145,7 +155,9 @@ class Workers:
         """A new API, organization, key and M2M application; every worker gets a token."""
         made = self.controller.call(op="setup", tag=uuid.uuid4().hex[:12])
         for worker in [self.controller, *self.web]:
-            worker.call(op="token", client_id=made["client_id"], client_secret=made["client_secret"])
+            worker.call(
+                op="token", client_id=made["client_id"], client_secret=made["client_secret"]
+            )
         return made
 
     def all_at_once(self, **cmd: Any) -> list[dict[str, Any]]:

@@ -24,7 +24,9 @@ PER_THREAD = 15
 
 
 def _valid(results: list[dict]) -> list[dict]:
-    assert results and all(r["is_valid"] and r["code"] == "API_KEY_VERIFIED" for r in results), results[:3]
+    assert results and all(r["is_valid"] and r["code"] == "API_KEY_VERIFIED" for r in results), (
+        results[:3]
+    )
     return results
 
 
@@ -33,7 +35,9 @@ def test_concurrent_verifications_are_all_counted_exactly_once(workers: Workers)
     # Every worker verifies the same key over HTTP at the same time (one hot row), then
     # every worker runs threads calling the service directly, at the same time.
     http = workers.all_at_once(op="verify_http", key=made["key"], n=HTTP_PER_WORKER)
-    threaded = workers.all_at_once(op="verify_threads", key=made["key"], threads=THREADS, n=PER_THREAD)
+    threaded = workers.all_at_once(
+        op="verify_threads", key=made["key"], threads=THREADS, n=PER_THREAD
+    )
     results = _valid([r for answer in http + threaded for r in answer["results"]])
     total = len(workers.web) * (HTTP_PER_WORKER + THREADS * PER_THREAD)
     assert len(results) == total
@@ -67,16 +71,24 @@ def test_revoke_is_honoured_by_every_worker_on_its_next_request(workers: Workers
 
     for answer in workers.all_at_once(op="verify_http", key=made["key"], n=1):
         (result,) = answer["results"]
-        assert (result["code"], result["is_valid"], result["key_id"]) == ("API_KEY_REVOKED", False, made["key_id"])
+        assert (result["code"], result["is_valid"], result["key_id"]) == (
+            "API_KEY_REVOKED",
+            False,
+            made["key_id"],
+        )
     for answer in workers.all_at_once(op="example", key=made["key"]):
         assert answer == {"status": 401, "code": "API_KEY_REVOKED"}
     for answer in workers.all_at_once(op="verify_threads", key=made["key"], threads=2, n=2):
         assert {r["code"] for r in answer["results"]} == {"API_KEY_REVOKED"}
     # Refused verifications are not counted.
-    assert workers.controller.call(op="get", key_id=made["key_id"])["verification_count"] == 3 * len(workers.web) + len(workers.web)
+    assert workers.controller.call(op="get", key_id=made["key_id"])[
+        "verification_count"
+    ] == 3 * len(workers.web) + len(workers.web)
 
 
-def test_rotation_without_grace_is_honoured_by_every_worker_on_its_next_request(workers: Workers) -> None:
+def test_rotation_without_grace_is_honoured_by_every_worker_on_its_next_request(
+    workers: Workers,
+) -> None:
     made = workers.fresh_key()
     for answer in workers.all_at_once(op="verify_http", key=made["key"], n=2):
         _valid(answer["results"])
@@ -96,7 +108,9 @@ def test_rotation_without_grace_is_honoured_by_every_worker_on_its_next_request(
     assert sorted(counts) == list(range(2 * len(workers.web) + 1, 3 * len(workers.web) + 1))
 
 
-def test_revoke_during_a_rotation_grace_period_ends_both_secrets_on_every_worker(workers: Workers) -> None:
+def test_revoke_during_a_rotation_grace_period_ends_both_secrets_on_every_worker(
+    workers: Workers,
+) -> None:
     made = workers.fresh_key()
     new_key = workers.controller.call(op="rotate", key_id=made["key_id"], grace=3600)["key"]
     for key in (made["key"], new_key):
@@ -118,7 +132,9 @@ def test_bulk_issued_keys_verify_on_each_database(workers: Workers) -> None:
     """apikeys.bulk writes with COPY on PostgreSQL and bulk_create elsewhere: both paths
     make keys that every worker can verify, with their scope rows."""
     made = workers.fresh_key()
-    loaded = workers.controller.call(op="bulk", key_id=made["key_id"], org_code=made["org_code"], count=30, batch_size=8)
+    loaded = workers.controller.call(
+        op="bulk", key_id=made["key_id"], org_code=made["org_code"], count=30, batch_size=8
+    )
     assert loaded == {
         "codes": ["API_KEY_VERIFIED"],
         "scopes": ["read:users"],
@@ -128,7 +144,9 @@ def test_bulk_issued_keys_verify_on_each_database(workers: Workers) -> None:
     }
 
 
-def test_the_verify_statement_is_prepared_once_per_connection_when_allowed(postgresql_database_url: str) -> None:
+def test_the_verify_statement_is_prepared_once_per_connection_when_allowed(
+    postgresql_database_url: str,
+) -> None:
     """With prepared statements allowed (``OPTIONS["prepare_threshold"]``), PostgreSQL plans
     the verify statement once per connection instead of on every call: it must be sent
     with its parameters apart from its text, or it could never be prepared."""

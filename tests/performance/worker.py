@@ -46,7 +46,9 @@ def setup(cmd: dict[str, Any]) -> dict[str, Any]:
     read keys; answer the key's plaintext and the application's credentials."""
     actor = services.Actor.system()
     tag = cmd["tag"]
-    api = services.api_create(name=f"Perf {tag}", audience=f"https://{tag}.perf.example.com", actor=actor)
+    api = services.api_create(
+        name=f"Perf {tag}", audience=f"https://{tag}.perf.example.com", actor=actor
+    )
     services.scope_create(api=api, key="read:users", description="", actor=actor)
     organization = services.organization_create(name=f"Perf {tag}", actor=actor)
     issued = services.api_key_issue(
@@ -68,7 +70,11 @@ def token(cmd: dict[str, Any]) -> dict[str, Any]:
     client = Client()
     response = client.post(
         "/oauth2/token",
-        {"grant_type": "client_credentials", "client_id": cmd["client_id"], "client_secret": cmd["client_secret"]},
+        {
+            "grant_type": "client_credentials",
+            "client_id": cmd["client_id"],
+            "client_secret": cmd["client_secret"],
+        },
     )
     if response.status_code != 200:
         raise RuntimeError(f"token: {response.status_code} {response.content[:200]!r}")
@@ -78,11 +84,15 @@ def token(cmd: dict[str, Any]) -> dict[str, Any]:
 
 
 def _verify_once(client: Client, key: str) -> dict[str, Any]:
-    response = client.post("/api/v1/api_keys/verify", json.dumps({"api_key": key}), content_type="application/json")
+    response = client.post(
+        "/api/v1/api_keys/verify", json.dumps({"api_key": key}), content_type="application/json"
+    )
     if response.status_code != 200:
         raise RuntimeError(f"verify: {response.status_code} {response.content[:200]!r}")
     body = response.json()
-    return {k: body[k] for k in ("code", "is_valid", "key_id", "verification_count", "last_verified_on")}
+    return {
+        k: body[k] for k in ("code", "is_valid", "key_id", "verification_count", "last_verified_on")
+    }
 
 
 def verify_http(cmd: dict[str, Any]) -> dict[str, Any]:
@@ -111,7 +121,9 @@ def verify_threads(cmd: dict[str, Any]) -> dict[str, Any]:
                         "is_valid": result.is_valid,
                         "key_id": result.key_id,
                         "verification_count": result.verification_count,
-                        "last_verified_on": result.last_verified_on.isoformat() if result.last_verified_on else None,
+                        "last_verified_on": result.last_verified_on.isoformat()
+                        if result.last_verified_on
+                        else None,
                     }
                 )
             with lock:
@@ -164,7 +176,9 @@ def revoke(cmd: dict[str, Any]) -> dict[str, Any]:
 
 def rotate(cmd: dict[str, Any]) -> dict[str, Any]:
     key = ApiKey.objects.get(pk=cmd["key_id"])
-    issued = services.api_key_rotate(api_key=key, grace_seconds=cmd.get("grace", 0), actor=services.Actor.system())
+    issued = services.api_key_rotate(
+        api_key=key, grace_seconds=cmd.get("grace", 0), actor=services.Actor.system()
+    )
     return {"key": issued.plaintext}
 
 
@@ -177,10 +191,17 @@ def bulk_issue(cmd: dict[str, Any]) -> dict[str, Any]:
     organization = Organization.objects.get(code=cmd["org_code"])
     api = ApiKey.objects.get(pk=cmd["key_id"]).api
     made = api_key_bulk_issue(
-        api=api, count=cmd["count"], organizations=[organization], scopes=["read:users"],
-        sample=cmd["count"], batch_size=cmd.get("batch_size", 20_000), actor=services.Actor.system(),
+        api=api,
+        count=cmd["count"],
+        organizations=[organization],
+        scopes=["read:users"],
+        sample=cmd["count"],
+        batch_size=cmd.get("batch_size", 20_000),
+        actor=services.Actor.system(),
     )
-    verified = [services.api_key_verify(key=s.plaintext, audience=api.audience) for s in made.sample]
+    verified = [
+        services.api_key_verify(key=s.plaintext, audience=api.audience) for s in made.sample
+    ]
     ids = [s.key_id for s in made.sample]
     return {
         "codes": sorted({v.code for v in verified}),
@@ -198,7 +219,9 @@ def verify_prepared(cmd: dict[str, Any]) -> dict[str, Any]:
     connection.ensure_connection()
     connection.connection.prepare_threshold = cmd.get("threshold", 1)
     try:
-        counts = [services.api_key_verify(key=cmd["key"]).verification_count for _ in range(cmd["n"])]
+        counts = [
+            services.api_key_verify(key=cmd["key"]).verification_count for _ in range(cmd["n"])
+        ]
         with connection.cursor() as cursor:
             cursor.execute("SELECT statement FROM pg_prepared_statements")
             prepared = [row[0] for row in cursor.fetchall()]

@@ -11,8 +11,8 @@ from typing import Any
 
 from apikeys import services
 from apikeys.models import Api, ApiKey, Organization, SystemPermission
-from tests.formtokens import grant_form_token  # noqa: F401  (re-exported for the portal tests)
 from tests.factories import MembershipFactory, RoleFactory, UserFactory
+from tests.formtokens import grant_form_token  # noqa: F401  (re-exported for the portal tests)
 
 PASSWORD = "correct-horse-battery-42"
 

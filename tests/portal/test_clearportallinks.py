@@ -8,8 +8,8 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
-from django.core.management import CommandError, call_command
 from django.contrib.messages import get_messages
+from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 

@@ -24,8 +24,8 @@ from apikeys.models import ApiKey, AuditEvent
 from portal.models import PortalLink, SelfServeSettings
 from portal.services import portal_link_create
 from portal.views import RETURN_URL_SESSION_KEY
-from tests.limiter import break_limiter
 from tests.factories import ApiFactory, OrganizationFactory, ScopeFactory, UserFactory
+from tests.limiter import break_limiter
 from tests.portal.helpers import PASSWORD, grant_form_token, issue, member_of
 
 LOGIN = "/portal/login/"
@@ -139,9 +139,7 @@ def test_repeated_failures_lock_the_account_from_that_ip_even_for_the_right_pass
 
 
 @pytest.mark.django_db
-def test_a_stranger_failing_under_a_customers_name_does_not_lock_the_customer_out(
-    client, settings
-):
+def test_a_stranger_failing_under_a_customers_name_does_not_lock_the_customer_out(client, settings):
     """The pair (account, IP) is locked first: someone who fails under a customer's email
     from their own address locks only themselves out."""
     settings.APIKEYS = {**settings.APIKEYS, "PORTAL_LOGIN_MAX_FAILURES": 3}
@@ -169,7 +167,9 @@ def test_failures_spread_over_many_ips_lock_the_account_at_its_own_limit(client,
         )
         assert response.status_code == HTTPStatus.OK
     assert_throttled(
-        client.post(LOGIN, {"username": user.username, "password": PASSWORD}, REMOTE_ADDR=fresh_ip())
+        client.post(
+            LOGIN, {"username": user.username, "password": PASSWORD}, REMOTE_ADDR=fresh_ip()
+        )
     )
     assert "_auth_user_id" not in client.session
 
@@ -188,9 +188,7 @@ def test_a_correct_password_clears_the_pair_count(client, settings):
             LOGIN, {"username": user.username, "password": "guess"}, REMOTE_ADDR=ip
         )
         assert response.status_code == HTTPStatus.OK
-    response = client.post(
-        LOGIN, {"username": user.username, "password": PASSWORD}, REMOTE_ADDR=ip
-    )
+    response = client.post(LOGIN, {"username": user.username, "password": PASSWORD}, REMOTE_ADDR=ip)
     assert response.status_code == HTTPStatus.FOUND
 
 
@@ -694,7 +692,9 @@ def test_sign_in_fails_closed_with_503_when_the_throttle_cache_is_down(client, m
     checked = []
     break_limiter(monkeypatch)
     monkeypatch.setattr(type(user), "check_password", lambda self, raw: checked.append(raw) or True)
-    response = client.post(LOGIN, {"username": user.username, "password": PASSWORD}, REMOTE_ADDR=fresh_ip())
+    response = client.post(
+        LOGIN, {"username": user.username, "password": PASSWORD}, REMOTE_ADDR=fresh_ip()
+    )
     assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
     assert response["Retry-After"] == "30"
     assert "_auth_user_id" not in client.session

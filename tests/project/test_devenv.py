@@ -43,11 +43,18 @@ def test_secrets_are_generated_once_and_the_address_follows_host_and_port(tmp_pa
 
 
 def run_manage(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DEBUG", "SECRET_KEY", "APIKEYS_"))}
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DEBUG", "SECRET_KEY", "APIKEYS_"))
+    }
     clean.pop("DJANGO_SETTINGS_MODULE", None)
     return subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), *args],
-        env={**clean, **env}, capture_output=True, text=True, cwd=ROOT, timeout=120,
+        check=False,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
     )
 
 

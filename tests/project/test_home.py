@@ -12,6 +12,11 @@ def test_the_front_page_links_the_portal_the_admin_and_the_api_reference(client)
     response = client.get("/")
     assert response.status_code == HTTPStatus.OK
     body = response.content.decode()
-    for href in ('href="/portal/login/"', 'href="/admin/"', 'href="/api/docs/"', 'href="/api/schema/"'):
+    for href in (
+        'href="/portal/login/"',
+        'href="/admin/"',
+        'href="/api/docs/"',
+        'href="/api/schema/"',
+    ):
         assert href in body
     assert "Content-Security-Policy" in response.headers

@@ -79,7 +79,11 @@ def _during_delete(organization: Any, actor: Any, work: Callable[[], Any]) -> di
     release.set()
     deleter.join(timeout=30)
     worker.join(timeout=30)
-    return {"delete": deleted.get("error", "ok"), "waited": waited, "work": worked.get("error", "ok")}
+    return {
+        "delete": deleted.get("error", "ok"),
+        "waited": waited,
+        "work": worked.get("error", "ok"),
+    }
 
 
 def delete_first(api: Any, actor: Any) -> dict[str, Any]:
@@ -91,9 +95,11 @@ def delete_first(api: Any, actor: Any) -> dict[str, Any]:
     ran = _during_delete(
         organization,
         actor,
-        lambda: services.api_key_issue(
-            name="During", api=api, organization=organization, actor=actor
-        ).api_key.id,
+        lambda: (
+            services.api_key_issue(
+                name="During", api=api, organization=organization, actor=actor
+            ).api_key.id
+        ),
     )
     keys = ApiKey.objects.filter(org_code=organization.code)
     return {
@@ -114,9 +120,11 @@ def issue_first(api: Any, actor: Any) -> dict[str, Any]:
     started, release = threading.Event(), threading.Event()
     issuer, issued = _in_thread(
         lambda: _hold_open(
-            lambda: services.api_key_issue(
-                name="In flight", api=api, organization=organization, actor=actor
-            ).api_key.id,
+            lambda: (
+                services.api_key_issue(
+                    name="In flight", api=api, organization=organization, actor=actor
+                ).api_key.id
+            ),
             started,
             release,
         )

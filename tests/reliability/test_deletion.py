@@ -20,7 +20,6 @@ from django.db import IntegrityError, transaction
 
 from apikeys import exceptions, services
 from apikeys.models import ApiKey, AuditEvent, Organization
-from tests.api.conftest import make_client  # noqa: F401  (a fixture)
 from tests.factories import OrganizationFactory, UserFactory
 from tests.servers import PYTHON, ROOT, Cluster, production_env
 
@@ -59,7 +58,7 @@ def test_deleting_an_owner_revokes_its_keys_and_keeps_them(api: Any, kind: str) 
     revoked = services.api_key_issue(name="Revoked", api=api, actor=SYSTEM, **owned)
     services.api_key_revoke(api_key=revoked.api_key, actor=SYSTEM)
     revoked_on = ApiKey.objects.get(pk=revoked.api_key.pk).revoked_on
-    other_owner, other_owned = make_owner(kind)
+    _other_owner, other_owned = make_owner(kind)
     bystander = services.api_key_issue(name="Someone else's", api=api, actor=SYSTEM, **other_owned)
     code = owner.code if kind == "organization" else owner.public_id
     events_before = history()
@@ -69,7 +68,12 @@ def test_deleting_an_owner_revokes_its_keys_and_keeps_them(api: Any, kind: str) 
     delete(**{kind: owner}, actor=SYSTEM)
 
     assert not type(owner).objects.filter(pk=owner.pk).exists()
-    keys = {k.pk: k for k in ApiKey.objects.filter(pk__in=[active.api_key.pk, rotating.api_key.pk, revoked.api_key.pk])}
+    keys = {
+        k.pk: k
+        for k in ApiKey.objects.filter(
+            pk__in=[active.api_key.pk, rotating.api_key.pk, revoked.api_key.pk]
+        )
+    }
     assert len(keys) == 3  # nothing deleted
     for key in keys.values():
         assert key.status == "revoked" and key.owner_deleted and key.owner_code == code
@@ -165,7 +169,11 @@ def test_the_keys_of_a_deleted_owner_stay_readable_over_the_api(
     services.organization_delete(organization=key.organization, actor=SYSTEM)
     client = make_client(["read:api_keys", "verify:api_keys"])
     got = client.get(f"/api/v1/api_keys/{key.id}").json()["api_key"]
-    assert (got["status"], got["org_code"], got["type"]) == ("revoked", key.org_code, "organization")
+    assert (got["status"], got["org_code"], got["type"]) == (
+        "revoked",
+        key.org_code,
+        "organization",
+    )
     listed = client.get("/api/v1/api_keys", {"org_code": key.org_code}).json()["api_keys"]
     assert [k["id"] for k in listed] == [key.id]
     listed = client.get("/api/v1/api_keys", {"key_type": "organization"}).json()["api_keys"]
@@ -178,7 +186,7 @@ def test_the_keys_of_a_deleted_owner_stay_readable_over_the_api(
 
 @pytest.mark.parametrize("kind", ["organization", "user"])
 def test_issuing_for_an_owner_deleted_meanwhile_is_refused_with_a_code(api: Any, kind: str) -> None:
-    owner, owned = make_owner(kind)
+    owner, _owned = make_owner(kind)
     stale = type(owner).objects.get(pk=owner.pk)  # looked up by a request, before the delete
     delete = services.organization_delete if kind == "organization" else services.user_delete
     delete(**{kind: owner}, actor=SYSTEM)

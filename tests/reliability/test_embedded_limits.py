@@ -75,13 +75,17 @@ def test_a_portal_lockout_holds_across_workers(embedded) -> None:
     for n in range(5):  # PORTAL_LOGIN_MAX_FAILURES' default; a fresh connection each time
         tab = Browser(embedded)
         tab.get("/portal/login/")
-        statuses.append(tab.submit("/portal/login/", {"username": email, "password": f"guess-{n}"}).status_code)
+        statuses.append(
+            tab.submit("/portal/login/", {"username": email, "password": f"guess-{n}"}).status_code
+        )
     assert statuses == [HTTPStatus.OK] * 5
     refused = []
     for _ in range(2 * WORKERS):
         tab = Browser(embedded)
         tab.get("/portal/login/")
-        answer = tab.submit("/portal/login/", {"username": email, "password": "the-right-password-42"})
+        answer = tab.submit(
+            "/portal/login/", {"username": email, "password": "the-right-password-42"}
+        )
         refused.append(answer.status_code)
         assert "sessionid" not in tab.session.cookies
     assert refused == [HTTPStatus.TOO_MANY_REQUESTS] * (2 * WORKERS)

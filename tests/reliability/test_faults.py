@@ -154,7 +154,9 @@ def test_cache_down_keeps_verification_correct_and_logs_a_warning(
     store.flushall()
     assert verify(platform, token, wrong).code == "API_KEY_INVALID"
     wait_for(
-        lambda: bool(store.keys("LIMITS:apikeys*/verify:*")), timeout=30, what="the limiter's counter"
+        lambda: bool(store.keys("LIMITS:apikeys*/verify:*")),
+        timeout=30,
+        what="the limiter's counter",
     )
     assert platform.row(key_id)["verification_count"] == 1 + ROUNDS // 2
 

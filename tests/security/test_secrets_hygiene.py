@@ -27,9 +27,9 @@ from rest_framework.test import APIClient
 
 from apikeys import crypto
 from portal.views import FORM_TOKENS_SESSION_KEY
+from tests.factories import UserFactory
 from tests.formtokens import FormTokenClient
 from tests.security.conftest import World, token_for
-from tests.factories import UserFactory
 from tests.security.scan import (
     KEY_PATTERN,
     Findings,
@@ -518,7 +518,7 @@ def test_a_secret_in_a_log_call_is_redacted_from_message_arguments_and_exception
         logger.info("Authorization: Basic %s", "Y2xpZW50OnNlY3JldA==" * 2)
         logger.info("GET /oauth2/token?client_secret=%s&access_token=%s", secret, token)
         logger.info("body %s", {"client_secret": secret, "password": secret})
-        logger.warning("broken format %s %s", key)  # a format error keeps no argument
+        logger.warning("broken format %s %s", key)  # noqa: PLE1206 (a format error keeps no argument)
         try:
             raise ValueError(f"cannot parse {key}")
         except ValueError:

@@ -251,7 +251,7 @@ def test_make_run_logs_each_line_once_and_no_secret(cluster: Cluster) -> None:
     client_secret = "cs-" + "y" * 60
     port = free_port()
     env = production_env(DATABASE_URL=cluster.fresh_database(), DEBUG="true", LOG_LEVEL="INFO")
-    output = tempfile.TemporaryFile()
+    output = tempfile.TemporaryFile()  # noqa: SIM115 (closed after the server stops)
     process = subprocess.Popen(
         [PYTHON, str(ROOT / "manage.py"), "runserver", "--noreload", f"{HOST}:{port}"],
         env=env,

@@ -57,14 +57,21 @@ class Command(BaseCommand):
             person = User.objects.filter(email__iexact=email).first()
             if person is None:
                 person = services.user_create(
-                    email=email, given_name=given, family_name=family,
-                    password=DEMO_PASSWORD, actor=actor,
+                    email=email,
+                    given_name=given,
+                    family_name=family,
+                    password=DEMO_PASSWORD,
+                    actor=actor,
                 )
             people[email] = person
 
         roles = {}
         for key, name, perms in [
-            ("key-admin", "Key administrator", ["read:org:authentication", "write:org:authentication"]),
+            (
+                "key-admin",
+                "Key administrator",
+                ["read:org:authentication", "write:org:authentication"],
+            ),
             ("key-viewer", "Key viewer", ["read:org:authentication"]),
         ]:
             role = Role.objects.filter(key=key).first()
@@ -75,14 +82,20 @@ class Command(BaseCommand):
 
         organization = Organization.objects.filter(code=ORG_CODE).first()
         if organization is None:
-            organization = services.organization_create(name="Acme Corp", code=ORG_CODE, actor=actor)
-            services.membership_add(
-                organization=organization, user=people[MEMBER_EMAIL],
-                roles=[roles["key-admin"]], actor=actor,
+            organization = services.organization_create(
+                name="Acme Corp", code=ORG_CODE, actor=actor
             )
             services.membership_add(
-                organization=organization, user=people[VIEWER_EMAIL],
-                roles=[roles["key-viewer"]], actor=actor,
+                organization=organization,
+                user=people[MEMBER_EMAIL],
+                roles=[roles["key-admin"]],
+                actor=actor,
+            )
+            services.membership_add(
+                organization=organization,
+                user=people[VIEWER_EMAIL],
+                roles=[roles["key-viewer"]],
+                actor=actor,
             )
 
         api = Api.objects.filter(audience=AUDIENCE).first()
@@ -99,14 +112,20 @@ class Command(BaseCommand):
         if not ApiKey.objects.filter(api=api).exists():
             issued.append(
                 services.api_key_issue(
-                    name="Acme backend", api=api, scopes=["read:users", "write:users"],
-                    organization=organization, actor=actor,
+                    name="Acme backend",
+                    api=api,
+                    scopes=["read:users", "write:users"],
+                    organization=organization,
+                    actor=actor,
                 )
             )
             issued.append(
                 services.api_key_issue(
-                    name="Ada's script", api=api, scopes=["read:users"],
-                    user=people[MEMBER_EMAIL], actor=actor,
+                    name="Ada's script",
+                    api=api,
+                    scopes=["read:users"],
+                    user=people[MEMBER_EMAIL],
+                    actor=actor,
                 )
             )
         return issued
@@ -117,10 +136,14 @@ class Command(BaseCommand):
         site = str(conf.get("PORTAL_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/")
         write(self.style.SUCCESS("Demo environment ready."))
         write(f"  Admin:  {site}/admin/  user {ADMIN_USERNAME!r}, password {DEMO_PASSWORD!r}")
-        write(f"  Portal: {site}/portal/  {MEMBER_EMAIL} (key admin of Acme Corp) "
-              f"or {VIEWER_EMAIL} (viewer), password {DEMO_PASSWORD!r}")
-        write(f"          or a one-time sign-in link, as an app would get from the API: "
-              f".venv/bin/python manage.py portallink {MEMBER_EMAIL} --org {ORG_CODE}")
+        write(
+            f"  Portal: {site}/portal/  {MEMBER_EMAIL} (key admin of Acme Corp) "
+            f"or {VIEWER_EMAIL} (viewer), password {DEMO_PASSWORD!r}"
+        )
+        write(
+            f"          or a one-time sign-in link, as an app would get from the API: "
+            f".venv/bin/python manage.py portallink {MEMBER_EMAIL} --org {ORG_CODE}"
+        )
         if issued:
             write("  Demo keys (shown once, now; only their digests are stored):")
             for item in issued:
