@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from apikeys import conf, crypto
 from apikeys.models import Api, ApiKey, AuditEvent, Organization, Scope
-from apikeys.services import Actor, _audit, resolve_scopes
+from apikeys.services import Actor, audit_event_record, resolve_scopes
 
 #: Bytes below 248 map uniformly onto the 62 characters (248 = 4 × 62); others are dropped.
 _ACCEPTED = 4 * len(crypto.ALPHABET)
@@ -198,7 +198,7 @@ def api_key_bulk_issue(
             last_id = rows[-1]["id"]
             done += size
         if count:
-            _audit(
+            audit_event_record(
                 actor=actor,
                 action=AuditEvent.Action.API_KEY_ISSUED,
                 target_type="api_key_batch",

@@ -375,7 +375,7 @@ def test_failed_write_leaves_no_audit_event(api, organization, actor, monkeypatc
     def broken(**kwargs):
         raise RuntimeError("audit store down")
 
-    monkeypatch.setattr(services, "_audit", broken)
+    monkeypatch.setattr(services.keys, "audit_event_record", broken)
     with pytest.raises(RuntimeError):
         services.api_key_issue(name="x", api=api, organization=organization, actor=actor)
     assert ApiKey.objects.count() == 0

@@ -150,13 +150,13 @@ def test_a_random_code_that_an_organization_has_or_had_is_drawn_again(
     services.organization_delete(organization=deleted, actor=SYSTEM)
     live = services.organization_create(name="Live", actor=SYSTEM)
     draws = iter([deleted_code, live.code, "org_fresh0draw"])
-    monkeypatch.setattr(services, "new_org_code", lambda: next(draws))
+    monkeypatch.setattr(services.directory, "new_org_code", lambda: next(draws))
 
     created = services.organization_create(name="Newcomer", actor=SYSTEM)
 
     assert created.code == "org_fresh0draw"
     assert not ApiKey.objects.filter(org_code=deleted_code, organization__isnull=False).exists()
-    monkeypatch.setattr(services, "new_org_code", lambda: live.code)
+    monkeypatch.setattr(services.directory, "new_org_code", lambda: live.code)
     with pytest.raises(RuntimeError, match="No unused organization code"):
         services.organization_create(name="Unlucky", actor=SYSTEM)
     assert not Organization.objects.filter(name="Unlucky").exists()

@@ -1,0 +1,243 @@
+"""API keys: issue, rotate, revoke (one owner each: an organization or a user).
+
+A key's plaintext exists only in the :class:`IssuedKey` returned by :func:`api_key_issue`
+and :func:`api_key_rotate`; the database keeps its HMAC digest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from apikeys import conf, crypto
+from apikeys import exceptions as errors
+from apikeys.models import Api, ApiKey, AuditEvent, Organization, Scope
+from apikeys.services._shared import Action, check_text, hashing_secret, hold_owner
+from apikeys.services.audit import Actor, audit_event_record, audit_event_unsaved
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A key just issued or rotated, with its plaintext: show it once, then drop it."""
+
+    api_key: ApiKey
+    plaintext: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"IssuedKey(api_key={self.api_key!r}, plaintext=<hidden>)"
+
+
+def resolve_scopes(*, api: Api, scopes: Iterable[Scope | str]) -> list[Scope]:
+    """The scopes of ``api`` named by instances, scope ids (``api_scope_…``) or scope keys.
+
+    Anything that is not a scope of this very API raises ``ScopeNotFound`` naming it.
+    """
+    wanted: list[Scope | str] = list(scopes)
+    names = [s for s in wanted if not isinstance(s, Scope)]
+    for name in names:
+        if not isinstance(name, str):
+            raise errors.ValidationFailed(
+                "scope_ids must be a list of strings.", code="INVALID_FIELD", field="scope_ids"
+            )
+    found = {}
+    if names:
+        for scope in Scope.objects.filter(api=api).filter(Q(id__in=names) | Q(key__in=names)):
+            found[scope.id] = scope
+            found[scope.key] = scope
+    result: dict[str, Scope] = {}
+    for item in wanted:
+        if isinstance(item, Scope):
+            if item.api_id != api.id:
+                raise errors.ScopeNotFound(
+                    f"Scope {item.key!r} does not belong to API {api.id}.", field="scope_ids"
+                )
+            result[item.id] = item
+        elif item in found:
+            result[found[item].id] = found[item]
+        else:
+            raise errors.ScopeNotFound(
+                f"Scope {item[:80]!r} is not a scope of API {api.id}.", field="scope_ids"
+            )
+    return sorted(result.values(), key=lambda s: s.key)
+
+
+def api_key_issue(
+    *,
+    name: str,
+    api: Api,
+    scopes: Iterable[Scope | str] = (),
+    organization: Organization | None = None,
+    user: Any = None,
+    expires_at: datetime | None = None,
+    actor: Actor,
+) -> IssuedKey:
+    """Issue a key for ``api`` owned by exactly one of ``organization`` or ``user``."""
+    name = check_text(name, field="name", max_length=128)
+    if organization is None and user is None:
+        raise errors.OwnerRequired()
+    if organization is not None and user is not None:
+        raise errors.OwnerAmbiguous()
+    if expires_at is not None and expires_at <= timezone.now():
+        raise errors.ValidationFailed(
+            "expires_at must be in the future.", code="EXPIRES_AT_IN_PAST", field="expires_at"
+        )
+    chosen = resolve_scopes(api=api, scopes=scopes)
+    plaintext = crypto.generate_key()
+    with transaction.atomic():
+        hold_owner(organization or user)
+        api_key = ApiKey.objects.create(
+            name=name,
+            api=api,
+            api_public_id=api.id,
+            audience=api.audience,
+            scope_keys=" ".join(s.key for s in chosen),
+            organization=organization,
+            user=user,
+            org_code=organization.code if organization else "",
+            user_public_id=user.public_id if user else "",
+            digest=crypto.digest(plaintext, hashing_secret()),
+            key_prefix=crypto.display_prefix(plaintext),
+            key_suffix=crypto.display_suffix(plaintext),
+            created_by=actor.label[:200],
+            created_by_user=actor.user if actor.application is None else None,
+            created_by_application=actor.application,
+            expires_at=expires_at,
+        )
+        api_key.scopes.set(chosen)
+        audit_event_record(
+            actor=actor,
+            action=Action.API_KEY_ISSUED,
+            target_type="api_key",
+            target_id=api_key.id,
+            organization=organization,
+            user_public_id=api_key.user_public_id,
+            details={"name": name, "api_id": api.id, "scopes": [s.key for s in chosen]},
+        )
+    return IssuedKey(api_key=api_key, plaintext=plaintext)
+
+
+def api_key_rotate(*, api_key: ApiKey, grace_seconds: int = 0, actor: Actor) -> IssuedKey:
+    """Give ``api_key`` a new secret (same id, scopes, owner and counters).
+
+    The previous secret fails at once, or keeps verifying for ``grace_seconds`` (for
+    zero-downtime roll-outs). A revoked key cannot be rotated.
+    """
+    limit = conf.get("MAX_ROTATION_GRACE_SECONDS")
+    if (
+        isinstance(grace_seconds, bool)
+        or not isinstance(grace_seconds, int)
+        or not (0 <= grace_seconds <= limit)
+    ):
+        raise errors.ValidationFailed(
+            f"The grace period must be a whole number of seconds from 0 to {limit}.",
+            code="INVALID_GRACE_PERIOD",
+            field="expire_previous_in",
+        )
+    plaintext = crypto.generate_key()
+    now = timezone.now()
+    with transaction.atomic():
+        locked = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+        if locked.status == ApiKey.Status.REVOKED:
+            raise errors.ApiKeyRevoked("A revoked API key cannot be rotated.")
+        if grace_seconds:
+            locked.previous_digest = locked.digest
+            locked.previous_expires_at = now + timedelta(seconds=grace_seconds)
+        else:
+            locked.previous_digest = None
+            locked.previous_expires_at = None
+        locked.digest = crypto.digest(plaintext, hashing_secret())
+        locked.key_prefix = crypto.display_prefix(plaintext)
+        locked.key_suffix = crypto.display_suffix(plaintext)
+        locked.rotated_on = now
+        locked.save(
+            update_fields=[
+                "digest",
+                "previous_digest",
+                "previous_expires_at",
+                "key_prefix",
+                "key_suffix",
+                "rotated_on",
+            ]
+        )
+        audit_event_record(
+            actor=actor,
+            action=Action.API_KEY_ROTATED,
+            target_type="api_key",
+            target_id=locked.id,
+            organization=locked.organization,
+            user_public_id=locked.user_public_id,
+            details={"grace_seconds": grace_seconds},
+        )
+    return IssuedKey(api_key=locked, plaintext=plaintext)
+
+
+def api_key_revoke(*, api_key: ApiKey, actor: Actor) -> ApiKey:
+    """Revoke ``api_key`` at once, both secrets if it is in a rotation grace period.
+
+    Idempotent: revoking a revoked key changes nothing and records nothing.
+    """
+    with transaction.atomic():
+        locked = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+        if locked.status == ApiKey.Status.REVOKED:
+            return locked
+        locked.status = ApiKey.Status.REVOKED
+        locked.revoked_on = timezone.now()
+        locked.previous_digest = None
+        locked.previous_expires_at = None
+        locked.save(
+            update_fields=["status", "revoked_on", "previous_digest", "previous_expires_at"]
+        )
+        audit_event_record(
+            actor=actor,
+            action=Action.API_KEY_REVOKED,
+            target_type="api_key",
+            target_id=locked.id,
+            organization=locked.organization,
+            user_public_id=locked.user_public_id,
+        )
+    return locked
+
+
+def revoke_owned_keys(
+    keys: QuerySet[ApiKey],
+    *,
+    organization: Organization | None = None,
+    user_public_id: str = "",
+    actor: Actor,
+    reason: str,
+) -> list[str]:
+    """Revoke every active key in ``keys`` (all of one owner), each with its own
+    ``api_key.revoked`` event giving ``reason``; returns the ids revoked. Three statements
+    however many keys: an owner with thousands of keys goes in one short transaction."""
+    ids = list(
+        keys.select_for_update()
+        .filter(status=ApiKey.Status.ACTIVE)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    if ids:
+        ApiKey.objects.filter(pk__in=ids).update(
+            status=ApiKey.Status.REVOKED,
+            revoked_on=timezone.now(),
+            previous_digest=None,
+            previous_expires_at=None,
+        )
+        AuditEvent.objects.bulk_create(
+            audit_event_unsaved(
+                actor=actor,
+                action=Action.API_KEY_REVOKED,
+                target_type="api_key",
+                target_id=pk,
+                organization=organization,
+                user_public_id=user_public_id,
+                details={"reason": reason},
+            )
+            for pk in ids
+        )
+    return ids
