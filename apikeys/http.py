@@ -16,6 +16,10 @@ if TYPE_CHECKING:
     from django.http import HttpRequest
     from rest_framework.request import Request
 
+#: The character no URL, id, code or filter value of ours may hold (PostgreSQL refuses it in
+#: text): the middleware refuses it in paths, the admin in its filter values.
+NUL = "\x00"
+
 
 def client_ip(request: HttpRequest | Request) -> str | None:
     """The caller's IP address, normalised (``"2001:db8::1"``), or ``None`` when unknown.

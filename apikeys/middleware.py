@@ -21,7 +21,7 @@ from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseNotFound
 from django.urls import Resolver404, resolve
 
-NUL = "\x00"
+from apikeys.http import NUL
 
 
 class RejectNulMiddleware:
@@ -86,10 +86,8 @@ def _host_refusal(request: HttpRequest) -> HttpResponse | None:
     message = "This service does not serve the host the request named."
     if "apikeys-api" in match.app_names:
         return _json(HTTPStatus.BAD_REQUEST, "INVALID_HOST", message)
-    from apikeys.api.token import ManagementTokenView
-
-    view_class = getattr(match.func, "view_class", None)
-    if isinstance(view_class, type) and issubclass(view_class, ManagementTokenView):
+    # The token endpoint (ManagementTokenView, or a host project's subclass) says so itself.
+    if getattr(getattr(match.func, "view_class", None), "answers_oauth_errors", False):
         return HttpResponse(
             json.dumps({"error": "invalid_request", "error_description": message}),
             status=HTTPStatus.BAD_REQUEST,

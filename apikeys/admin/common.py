@@ -27,8 +27,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from apikeys import services
 from apikeys.exceptions import ApiKeysError
-from apikeys.http import client_ip
-from apikeys.middleware import NUL
+from apikeys.http import NUL, client_ip
 
 
 def admin_actor(request: HttpRequest) -> services.Actor:

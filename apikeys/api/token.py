@@ -125,6 +125,10 @@ def _with_description(response: HttpResponse) -> HttpResponse:
 
 @method_decorator(csrf_exempt, name="dispatch")
 class ManagementTokenView(TokenView):
+    #: Read by ``apikeys.middleware``: refusals on this route are OAuth's JSON error bodies.
+    #: (A marker, so that the middleware needs no import of a view.)
+    answers_oauth_errors = True
+
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         not_utf8 = _oauth_error("invalid_request", "The body must be a form encoded in UTF-8.")
         if not _is_utf8(request.content_params.get("charset", "utf-8")):
