@@ -6,12 +6,12 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test test-browser bench check audit docs clean
+.PHONY: install run test test-browser bench check lint audit docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test,postgres,redis,server,browser]"
+	$(BIN)/python -m pip install --quiet -e ".[test,lint,postgres,redis,server,browser]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -45,6 +45,15 @@ bench: install
 # it is stale): regenerate it after changing an endpoint.
 docs: install
 	DEBUG=true DOTENV_FILE= $(BIN)/python manage.py spectacular --validate --file docs/openapi.yaml
+
+# Lint, format, types and layers: ruff (pyproject's [tool.ruff]), mypy with the Django and
+# DRF stubs ([tool.mypy]: strict on crypto, services and selectors), and the import-linter
+# contracts ([tool.importlinter]: which layer may import which).
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 check: install
 	DEBUG=true $(BIN)/python manage.py makemigrations --check --dry-run
