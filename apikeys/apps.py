@@ -12,7 +12,17 @@ class ApiKeysConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from apikeys import checks, signin  # noqa: F401  (registers the checks and receivers)
+        from django.db.models.signals import post_delete
+        from oauth2_provider.models import get_access_token_model
+
+        from apikeys import checks, signin, tokencache  # noqa: F401  (registers the checks and receivers)
+
+        # A deleted token, however it is deleted, is refused at once by every worker's cache.
+        post_delete.connect(
+            tokencache.forget_deleted_token,
+            sender=get_access_token_model(),
+            dispatch_uid="apikeys.tokencache.forget_deleted_token",
+        )
 
 
 class AdminConfig(admin_apps.AdminConfig):

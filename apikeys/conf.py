@@ -29,6 +29,9 @@ Every knob, with its default:
   present per window before further refusals answer 429; ``0`` switches the limit off.
 - ``MANAGEMENT_API_AUDIENCE`` (``None``): the audience an M2M token request may name;
   ``None`` means ``<scheme>://<host>/api`` of the request.
+- ``M2M_TOKEN_CACHE_SECONDS`` (``60``): with Redis as the default cache, how long a worker
+  may keep an M2M access token it has checked (``apikeys.tokencache``); every change to the
+  application is honoured at once regardless, through Redis. ``0`` switches the cache off.
 - ``PORTAL_RETURN_URL_HOSTS`` (``[]``): hosts a portal link's ``return_url`` may point at
   (``"app.example.com"``, or ``".example.com"`` for a domain and its subdomains).
 - ``PORTAL_PUBLIC_URL`` (``None``): scheme and host portal links are built on; ``None``
@@ -76,6 +79,10 @@ DEFAULTS: dict[str, Any] = {
     "AUTHENTICATION_FAILURE_WINDOW": 60,
     # The audience an M2M token request may name; None: "<scheme>://<host>/api" of the request.
     "MANAGEMENT_API_AUDIENCE": None,
+    # With Redis as the default cache: seconds a worker may keep a checked M2M access token
+    # (apikeys.tokencache). Changes to an application apply at once anyway (a version in
+    # Redis); this bounds only what Redis cannot cover. 0: no cache.
+    "M2M_TOKEN_CACHE_SECONDS": 60,
     # --- Self-serve portal (the ``portal`` app).
     # Hosts a portal link's ``return_url`` may point at: exact names ("app.example.com") or
     # a leading dot for a domain and its subdomains (".example.com"). Empty: no return_url

@@ -230,6 +230,8 @@ APIKEYS = {
     "AUTHENTICATION_FAILURE_LIMIT": env.int("APIKEYS_AUTHENTICATION_FAILURE_LIMIT", default=300),
     "AUTHENTICATION_FAILURE_WINDOW": env.int("APIKEYS_AUTHENTICATION_FAILURE_WINDOW", default=60),
     "MANAGEMENT_API_AUDIENCE": env.str("APIKEYS_MANAGEMENT_API_AUDIENCE", default="") or None,
+    # With Redis as CACHE_URL: how long a worker keeps a checked M2M token (0: no cache).
+    "M2M_TOKEN_CACHE_SECONDS": env.int("APIKEYS_M2M_TOKEN_CACHE_SECONDS", default=60),
 }
 
 # The self-serve portal's APIKEYS knobs, taken from the environment only when given there

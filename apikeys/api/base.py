@@ -12,15 +12,19 @@ with the last one winning, two clients reading the same body could each see anot
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from http import HTTPStatus
 from itertools import accumulate
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter
 from oauth2_provider.contrib.rest_framework import OAuth2Authentication
+from oauth2_provider.oauth2_backends import get_oauthlib_core
+from oauthlib.common import urldecode
 from rest_framework import exceptions as drf
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import JSONParser
@@ -31,6 +35,7 @@ from rest_framework.settings import api_settings
 from rest_framework.utils import json
 from rest_framework.views import APIView
 
+from apikeys import tokencache
 from apikeys.api.errors import ApiError, bad_request, exception_handler
 from apikeys.api.schema import ManagementAutoSchema
 from apikeys.http import (
@@ -49,7 +54,71 @@ MAX_PAGE_SIZE = 100
 
 
 class ManagementTokenAuthentication(OAuth2Authentication):
-    """An OAuth 2.0 access token of an M2M application (django-oauth-toolkit)."""
+    """An OAuth 2.0 access token of an M2M application (django-oauth-toolkit).
+
+    With Redis as the default cache, a token this worker has already accepted is taken from
+    :mod:`apikeys.tokencache` (one Redis round trip, no query, no oauthlib request); every
+    other case is django-oauth-toolkit's own check, unchanged, whose acceptances fill the
+    cache. Rules that keep the two paths giving the same answers:
+
+    - the cache only ever *accepts*: a miss, a stale entry, an expired token, Redis down,
+      and every failure (no header, a malformed one, an unknown, expired or narrowed token,
+      a disabled or deleted application) go to django-oauth-toolkit, so the 401s, their
+      ``WWW-Authenticate`` challenges and the 403 ``INSUFFICIENT_SCOPE`` are its own;
+    - a request is taken from the cache only if django-oauth-toolkit would read the same
+      token from it and raise nothing: ``Authorization: Bearer <token>`` (oauthlib's
+      reading), no ``access_token`` in the query, a query oauthlib can decode; the body is
+      parsed as django-oauth-toolkit parses it (``request.POST``), with the same errors;
+    - what the views get is what the database path gives: ``request.auth`` an
+      ``AccessToken`` with its ``application`` (``scope`` narrowed to the grant, the
+      application's other fields loaded only if read), ``request.user`` ``None``.
+    """
+
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        if not tokencache.enabled():
+            return super().authenticate(request)
+        token = _cacheable_bearer_token(request)
+        if token is None:
+            return super().authenticate(request)
+        cache = tokencache.get()
+        checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
+        access_token = cache.lookup(checksum)
+        if access_token is not None:
+            return None, access_token
+        snapshot = cache.fill_snapshot()  # before the query: see apikeys.tokencache
+        result: tuple[Any, Any] | None = super().authenticate(request)
+        if result is not None and snapshot is not None:
+            cache.store(checksum, result[1], snapshot)
+        return result
+
+
+def _cacheable_bearer_token(request: Request) -> str | None:
+    """The bearer token django-oauth-toolkit would read from ``request`` without raising,
+    or ``None`` when its own path must run (and answer, or raise, as it does)."""
+    # The order of django-oauth-toolkit's reading: the body (which may raise, as there)...
+    request.POST  # noqa: B018 - parsed for its errors, as django-oauth-toolkit parses it
+    header = request.META.get("HTTP_AUTHORIZATION")
+    if header is None or "access_token" in request.GET:
+        return None
+    # ...then the host (DisallowedHost, as build_absolute_uri raises it)...
+    request.get_host()
+    # ...then oauthlib's decoding of the query, which refuses what it cannot decode...
+    if request.META.get("QUERY_STRING") and not _oauthlib_decodes_query(request):
+        return None
+    # ...and its reading of the header (oauthlib.oauth2.rfc6749.tokens.get_token_from_header).
+    parts = header.split()
+    if len(parts) != 2 or parts[0].lower() != "bearer":
+        return None
+    return parts[1]
+
+
+def _oauthlib_decodes_query(request: Request) -> bool:
+    uri = get_oauthlib_core()._get_escaped_full_path(request)
+    try:
+        urldecode(urlsplit(uri).query)
+    except ValueError:
+        return False
+    return True
 
 
 class HasManagementScope(BasePermission):

@@ -2,7 +2,10 @@
 Management API, with the scopes granted to them (``M2MGrant``).
 
 Disabling, deleting, narrowing or regenerating an application applies to the tokens it
-already holds from their next request (``apikeys.oauth``).
+already holds from their next request (``apikeys.oauth``). Every service here that changes
+what an application's tokens may do (or the name its audit events carry) calls
+:func:`apikeys.tokencache.invalidate_application` inside its transaction, so that workers
+holding its tokens in their cache refuse them before the service returns.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apikeys import exceptions as errors
+from apikeys import tokencache
 from apikeys.models import MANAGEMENT_SCOPES, M2MGrant
 from apikeys.services._shared import Action, check_text
 from apikeys.services.audit import Actor, audit_event_record
@@ -102,6 +106,7 @@ def m2m_application_update(
                 grant.save(update_fields=["scopes"])
                 changed["scopes"] = chosen
         if changed:
+            tokencache.invalidate_application(locked.pk)
             audit_event_record(
                 actor=actor,
                 action=Action.APPLICATION_UPDATED,
@@ -129,6 +134,7 @@ def _m2m_application_set_disabled(*, application: Any, disabled: bool, actor: Ac
         if grant.is_active == disabled:
             grant.disabled_at = timezone.now() if disabled else None
             grant.save(update_fields=["disabled_at"])
+            tokencache.invalidate_application(locked.pk)
             audit_event_record(
                 actor=actor,
                 action=Action.APPLICATION_DISABLED if disabled else Action.APPLICATION_ENABLED,
@@ -170,6 +176,7 @@ def m2m_application_regenerate_secret(*, application: Any, actor: Actor) -> Issu
         AccessToken = get_access_token_model()
         _total, by_model = AccessToken.objects.filter(application=locked).delete()
         ended = by_model.get(AccessToken._meta.label, 0)
+        tokencache.invalidate_application(locked.pk)
         audit_event_record(
             actor=actor,
             action=Action.APPLICATION_SECRET_REGENERATED,
@@ -192,4 +199,5 @@ def m2m_application_delete(*, application: Any, actor: Actor) -> None:
             target_id=str(locked.client_id)[:64],
             details={"name": locked.name},
         )
+        tokencache.invalidate_application(locked.pk)
         locked.delete()
