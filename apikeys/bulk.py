@@ -219,6 +219,8 @@ def _columns() -> list[tuple[str, str, Any]]:
     """(attname, column, default) of every concrete field of ``ApiKey``, in table order."""
     result = []
     for model_field in ApiKey._meta.concrete_fields:
+        # Never fails: a concrete field is one with a column.
+        assert model_field.column is not None
         default = model_field.get_default() if model_field.has_default() else None
         result.append((model_field.attname, model_field.column, default))
     return result

@@ -20,7 +20,7 @@ Stored as ``apikeys_client_hmac$<64 hex>``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.hashers import BasePasswordHasher, mask_hash
 from django.core.exceptions import ImproperlyConfigured
@@ -28,6 +28,9 @@ from django.utils.encoding import force_str
 from django.utils.translation import gettext_noop as _
 
 from apikeys import conf, crypto
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 ALGORITHM = "apikeys_client_hmac"
 
@@ -62,7 +65,7 @@ class ClientSecretHasher(BasePasswordHasher):
     def verify(self, password: str | bytes, encoded: str) -> bool:
         return crypto.constant_time_equals(self.encode(password), encoded)
 
-    def safe_summary(self, encoded: str) -> dict[str, str]:
+    def safe_summary(self, encoded: str) -> dict[StrOrPromise, Any]:
         decoded = self.decode(encoded)
         return {_("algorithm"): decoded["algorithm"], _("hash"): mask_hash(decoded["hash"])}
 

@@ -113,4 +113,5 @@ def read_unannounced_body(request: HttpRequest, *, limit: int) -> None:
     meta["CONTENT_LENGTH"] = str(len(body))
     request._body = body
     request._stream = io.BytesIO(body)
-    request._read_started = False
+    # A private flag of HttpRequest that django-stubs does not declare.
+    request._read_started = False  # type: ignore[attr-defined]

@@ -80,7 +80,7 @@ class PortalLinkAdmin(ReadOnlyAdminMixin, QuietMissingObjectMixin, admin.ModelAd
     list_filter = ["sub_nav", ("used_at", admin.EmptyFieldListFilter)]
     search_fields = ["user__email", "user__public_id", "organization__code", "organization__name"]
     list_select_related = ["user", "organization"]
-    fields = [
+    fields = (
         "user",
         "organization",
         "sub_nav",
@@ -90,7 +90,7 @@ class PortalLinkAdmin(ReadOnlyAdminMixin, QuietMissingObjectMixin, admin.ModelAd
         "expires_at",
         "used_at",
         "state",
-    ]
+    )
     readonly_fields = fields
     date_hierarchy = "created_on"
 

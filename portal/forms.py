@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
 
 from apikeys import conf
 from apikeys.models import ROTATION_GRACE_CHOICES, Api, Scope
@@ -37,6 +38,13 @@ class PortalAuthenticationForm(ThrottledAuthenticationMixin, AuthenticationForm)
             {"autocomplete": "username", "autocapitalize": "none", "spellcheck": "false"}
         )
         self.fields["password"].widget.attrs["autocomplete"] = "current-password"
+
+
+def _queryset_of(field: forms.Field) -> QuerySet[Any]:
+    """The choices of a model choice field declared with a queryset (which django-stubs
+    types as optional)."""
+    assert isinstance(field, forms.ModelChoiceField) and field.queryset is not None
+    return field.queryset
 
 
 @dataclass(frozen=True)
@@ -76,12 +84,13 @@ class ApiKeyCreateForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        apis = list(self.fields["api"].queryset)
+        apis = list(_queryset_of(self.fields["api"]))
         if len(apis) == 1 and not self.is_bound:
             self.initial.setdefault("api", apis[0].pk)
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data  # what Form.clean() returns, typed as never None
         api = cleaned.get("api")
         scopes = cleaned.get("scopes") or []
         if api is not None:
@@ -103,7 +112,7 @@ class ApiKeyCreateForm(forms.Form):
         """The scope checkboxes grouped by API, with what is checked."""
         chosen = {str(v) for v in (self["scopes"].value() or [])}
         groups: dict[str, ScopeGroup] = {}
-        for scope in self.fields["scopes"].queryset:
+        for scope in _queryset_of(self.fields["scopes"]):
             group = groups.setdefault(scope.api_id, ScopeGroup(api=scope.api, choices=[]))
             group.choices.append(ScopeChoice(scope=scope, checked=scope.pk in chosen))
         return list(groups.values())
@@ -130,6 +139,6 @@ class ApiKeyRotateForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         limit = conf.get("MAX_ROTATION_GRACE_SECONDS")
-        self.fields["grace_seconds"].choices = [
+        cast("forms.TypedChoiceField", self.fields["grace_seconds"]).choices = [
             (seconds, label) for seconds, label in GRACE_CHOICES if seconds <= limit
         ]

@@ -204,18 +204,17 @@ class ApiKeyMixin(PortalLoginRequiredMixin):
         if api_key is None:
             raise Http404
         switches = self_serve_settings(self.request)
-        if api_key.organization_id is not None:
+        organization = api_key.organization  # fetched by select_related: no query
+        if organization is not None:
             if not switches.organization_keys_enabled:
                 raise SelfServeDisabled("organization")
-            self.can_write = selectors.can_write_org_keys(
-                user=user, organization=api_key.organization
-            )
+            self.can_write = selectors.can_write_org_keys(user=user, organization=organization)
         else:
             if not switches.user_keys_enabled:
                 raise SelfServeDisabled("user")
             self.can_write = api_key.user_id == user.pk
         self.api_key = api_key
-        self.organization = api_key.organization
+        self.organization = organization
 
     def require_write(self) -> None:
         if not self.can_write:

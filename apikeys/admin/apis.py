@@ -9,7 +9,7 @@ keys still use cannot be deleted (the service refuses, and the admin says why).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
 from django.forms import ModelForm
@@ -19,6 +19,9 @@ from apikeys import services
 from apikeys.admin.common import ServiceModelAdmin, admin_actor, adopt, save_formset_through
 from apikeys.admin.forms import ScopeInlineForm
 from apikeys.models import Api, Scope
+
+if TYPE_CHECKING:
+    from django.contrib.admin.options import _FieldGroups
 
 
 class ScopeInline(admin.TabularInline):
@@ -39,7 +42,7 @@ class ApiAdmin(ServiceModelAdmin):
     search_help_text = "Name, audience, or the exact API id."
     inlines = [ScopeInline]
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> _FieldGroups:
         return ["name", "audience"] if obj is None else ["id", "name", "audience", "created_on"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:

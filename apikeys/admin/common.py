@@ -8,9 +8,9 @@ with the admin as actor, exactly as it would through the Management API or the p
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django import forms
 from django.contrib import admin, messages
@@ -18,7 +18,7 @@ from django.contrib.admin import helpers, widgets
 from django.contrib.admin.utils import quote
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.forms import BaseFormSet, BaseModelForm
+from django.forms import BaseModelFormSet, ModelForm
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -28,6 +28,12 @@ from django.views.decorators.debug import sensitive_variables
 from apikeys import services
 from apikeys.exceptions import ApiKeysError
 from apikeys.http import NUL, client_ip
+
+if TYPE_CHECKING:
+    from django.contrib.admin.filters import _ListFilterChoices
+
+    class _InputFilterChoice(_ListFilterChoices):
+        hidden_params: list[tuple[str, str]]
 
 
 def admin_actor(request: HttpRequest) -> services.Actor:
@@ -88,7 +94,9 @@ class SafeAutocompleteMixin:
     it up; a tampered value (``organization=abc``) made that lookup a 500. Values that
     cannot name a row are dropped before it: the field itself reports them as invalid."""
 
-    def optgroups(self, name: str, value: list[Any], attr: dict[str, Any] | None = None) -> Any:
+    def optgroups(
+        self, name: str, value: Sequence[str], attr: dict[str, Any] | None = None
+    ) -> list[tuple[str | None, list[dict[str, Any]], int | None]]:
         remote = self.field.remote_field  # type: ignore[attr-defined]
         opts = remote.model._meta
         target = opts.get_field(getattr(remote, "field_name", None) or opts.pk.name)
@@ -110,6 +118,8 @@ class SafeModelMultipleChoiceField(forms.ModelMultipleChoiceField):
     be ids are refused first, with the field's own "not a valid value" error."""
 
     def _check_values(self, value: Any) -> Any:
+        # Only ever called on a field with a queryset (django-stubs types it as optional).
+        assert self.queryset is not None
         opts = self.queryset.model._meta
         key_field = opts.get_field(self.to_field_name) if self.to_field_name else opts.pk
         if isinstance(value, (list, tuple)):
@@ -120,7 +130,8 @@ class SafeModelMultipleChoiceField(forms.ModelMultipleChoiceField):
                         code="invalid_pk_value",
                         params={"pk": pk},
                     )
-        return super()._check_values(value)
+        # A private method of Django's that django-stubs does not declare.
+        return super()._check_values(value)  # type: ignore[misc]
 
 
 class TamperedInputMixin:
@@ -285,12 +296,16 @@ class ServiceModelAdmin(QuietMissingObjectMixin, admin.ModelAdmin):
                 self.delete_model(request, obj)
 
 
+_ModelT = TypeVar("_ModelT", bound=models.Model)
+_FormT = TypeVar("_FormT", bound="ModelForm[Any]")
+
+
 def save_formset_through(
-    formset: BaseFormSet,
+    formset: BaseModelFormSet[_ModelT, _FormT],
     *,
-    create: Callable[[BaseModelForm], models.Model],
-    update: Callable[[BaseModelForm], models.Model] | None = None,
-    delete: Callable[[models.Model], None] | None = None,
+    create: Callable[[_FormT], _ModelT],
+    update: Callable[[_FormT], _ModelT] | None = None,
+    delete: Callable[[_ModelT], None] | None = None,
 ) -> None:
     """Save an inline formset by calling services instead of ``formset.save()``.
 
@@ -377,7 +392,7 @@ class InputFilter(admin.SimpleListFilter):
         # One placeholder choice so that Django renders the filter at all.
         return [("", "")]
 
-    def choices(self, changelist: Any) -> Iterator[dict[str, Any]]:
+    def choices(self, changelist: Any) -> Iterator[_InputFilterChoice]:
         yield {
             "selected": self.value() is None,
             "query_string": changelist.get_query_string(remove=[self.parameter_name]),

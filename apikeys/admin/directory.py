@@ -6,7 +6,8 @@ Every save and delete goes through :mod:`apikeys.services`, audited with the adm
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin
@@ -105,11 +106,14 @@ class MembershipFormSet(BaseInlineFormSet):
     queries the roles again to draw its checkboxes."""
 
     def _construct_form(self, i: int, **kwargs: Any) -> forms.Form:
-        form = super()._construct_form(i, **kwargs)
+        # A private method of Django's formsets that django-stubs does not declare.
+        form = super()._construct_form(i, **kwargs)  # type: ignore[misc]
         field = form.fields.get("roles")
         if isinstance(field, forms.ModelMultipleChoiceField):
             if not hasattr(self, "_role_choices"):
-                self._role_choices = list(field.choices)
+                # A model choice field's choices are a ModelChoiceIterator (django-stubs
+                # types the getter as any kind of choices input, callables included).
+                self._role_choices = list(cast("Iterable[Any]", field.choices))
             field.choices = self._role_choices
         return form
 

@@ -3,7 +3,7 @@ themselves (the admins pass their cleaned data to :mod:`apikeys.services`)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib.admin import widgets
@@ -21,6 +21,9 @@ from apikeys.models import (
     Organization,
     Scope,
 )
+
+if TYPE_CHECKING:
+    from django.utils.safestring import SafeString
 
 User = get_user_model()
 
@@ -232,7 +235,7 @@ class FixedValue(forms.Widget):
         super().__init__()
         self.obj = obj
 
-    def render(self, name: str, value: Any, attrs: Any = None, renderer: Any = None) -> str:
+    def render(self, name: str, value: Any, attrs: Any = None, renderer: Any = None) -> SafeString:
         from django.utils.html import format_html
 
         return format_html('<div class="readonly">{}</div>', self.obj)

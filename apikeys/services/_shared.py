@@ -40,14 +40,14 @@ def check_text(value: Any, *, field: str, max_length: int, min_length: int = 1) 
         raise errors.ValidationFailed(
             f"{field} must be a string.", code="INVALID_FIELD", field=field
         )
-    value = value.strip()
-    if not min_length <= len(value) <= max_length:
+    text = value.strip()
+    if not min_length <= len(text) <= max_length:
         raise errors.ValidationFailed(
             f"{field} must be {min_length} to {max_length} characters.",
             code="INVALID_FIELD",
             field=field,
         )
-    return value
+    return text
 
 
 def check_pattern(value: Any, *, field: str, pattern: str, what: str) -> str:
@@ -57,14 +57,14 @@ def check_pattern(value: Any, *, field: str, pattern: str, what: str) -> str:
 
 
 def check_email(email: Any) -> str:
-    email = check_text(email, field="email", max_length=254)
+    address = check_text(email, field="email", max_length=254)
     try:
-        validate_email(email)
+        validate_email(address)
     except DjangoValidationError as exc:
         raise errors.ValidationFailed(
             "email is not a valid address.", code="INVALID_EMAIL", field="email"
         ) from exc
-    return email
+    return address
 
 
 def hold_owner(owner: Any) -> None:
@@ -119,7 +119,9 @@ def permission_label(permission: Any) -> str:
 
 
 def hashing_secret() -> str:
-    return conf.get("HASHING_SECRET")
+    # A string: checks.py refuses to start without one.
+    secret: str = conf.get("HASHING_SECRET")
+    return secret
 
 
 @contextmanager

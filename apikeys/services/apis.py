@@ -3,10 +3,8 @@ use it."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from apikeys import exceptions as errors
@@ -30,7 +28,7 @@ def api_create(*, name: str, audience: str, actor: Actor) -> Api:
     return api
 
 
-def _has_active_keys(keys: Any) -> bool:
+def _has_active_keys(keys: QuerySet[ApiKey]) -> bool:
     now = timezone.now()
     return (
         keys.filter(status=ApiKey.Status.ACTIVE)

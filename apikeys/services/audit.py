@@ -39,7 +39,7 @@ class Actor:
         if self.application is not None:
             return self.application.name or str(self.application.client_id)
         if self.user is not None:
-            return self.user.display_name
+            return str(self.user.display_name)
         return "system"
 
 

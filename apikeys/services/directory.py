@@ -218,10 +218,10 @@ def user_update(
                     setattr(locked, attr, value)
                     changed[attr] = value
         flags = {"is_active": is_active, "is_staff": is_staff, "is_superuser": is_superuser}
-        for attr, value in flags.items():
-            if value is not None and bool(value) != getattr(locked, attr):
-                setattr(locked, attr, bool(value))
-                changed[attr] = bool(value)
+        for attr, flag in flags.items():
+            if flag is not None and bool(flag) != getattr(locked, attr):
+                setattr(locked, attr, bool(flag))
+                changed[attr] = bool(flag)
         if changed:
             fields = list(changed) + (["username"] if "email" in changed else [])
             locked.save(update_fields=fields)
