@@ -124,10 +124,11 @@ def _with_description(response: HttpResponse) -> HttpResponse:
 
 
 @method_decorator(csrf_exempt, name="dispatch")
-class ManagementTokenView(TokenView):
+# django-oauth-toolkit ships no type information (ignore_missing_imports): TokenView is Any.
+class ManagementTokenView(TokenView):  # type: ignore[misc]
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         not_utf8 = _oauth_error("invalid_request", "The body must be a form encoded in UTF-8.")
-        if not _is_utf8(request.content_params.get("charset", "utf-8")):
+        if not _is_utf8((request.content_params or {}).get("charset", "utf-8")):
             return not_utf8
         try:
             grant_type = request.POST.get("grant_type")
