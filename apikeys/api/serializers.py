@@ -27,6 +27,7 @@ from rest_framework.fields import empty
 
 from apikeys import exceptions as errors
 from apikeys.models import API_ID_PATTERN, USER_ID_PATTERN, Api, ApiKey, Organization, Role
+from apikeys.services import Verification
 
 User = get_user_model()
 
@@ -351,6 +352,15 @@ class ApiKeyOut(serializers.Serializer[Any]):
         }
 
 
+VERIFY_MESSAGES = {
+    Verification.VERIFIED: "API key verified",
+    Verification.INVALID: "API key is not valid",
+    Verification.REVOKED: "API key has been revoked",
+    Verification.EXPIRED: "API key has expired",
+    Verification.WRONG_AUDIENCE: "API key is not valid for this audience",
+}
+
+
 class VerificationOut(serializers.Serializer[Any]):
     # For the OpenAPI document. The fields are made in get_fields: declared on the class,
     # ``is_valid`` would shadow Serializer.is_valid (a docstring would be published).
@@ -378,6 +388,23 @@ class VerificationOut(serializers.Serializer[Any]):
             "api_id": serializers.CharField(allow_null=True),
             "audience": serializers.CharField(allow_null=True),
             "expires_at": serializers.CharField(allow_null=True),
+        }
+
+    def to_representation(self, result: Verification) -> dict[str, Any]:
+        return {
+            "code": result.code,
+            "message": VERIFY_MESSAGES[result.code],
+            "is_valid": result.is_valid,
+            "key_id": result.key_id,
+            "status": result.status,
+            "scopes": list(result.scopes),
+            "org_code": result.org_code,
+            "user_id": result.user_id,
+            "last_verified_on": iso(result.last_verified_on),
+            "verification_count": result.verification_count,
+            "api_id": result.api_id,
+            "audience": result.audience,
+            "expires_at": iso(result.expires_at),
         }
 
 

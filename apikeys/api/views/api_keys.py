@@ -14,8 +14,9 @@ Rules:
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import Any
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
@@ -62,30 +63,7 @@ class ApiKeysApi(ManagementApiView):
     )
     def get(self, request: Request) -> Response:
         query = validated(s.ApiKeyListQuery, request.query_params.dict())
-        keys = ApiKey.objects.defer("digest", "previous_digest", "previous_expires_at")
-        key_type = query.get("key_type")
-        if key_type == "organization":
-            keys = keys.exclude(org_code="")
-        elif key_type == "user":
-            keys = keys.exclude(user_public_id="")
-        status = query.get("status")
-        now = timezone.now()
-        if status == "revoked":
-            keys = keys.filter(status=ApiKey.Status.REVOKED)
-        elif status == "active":
-            keys = keys.filter(status=ApiKey.Status.ACTIVE).filter(
-                Q(expires_at__isnull=True) | Q(expires_at__gt=now)
-            )
-        elif status == "expired":
-            keys = keys.filter(status=ApiKey.Status.ACTIVE, expires_at__lte=now)
-        for param, column in (
-            ("user_id", "user_public_id"),
-            ("org_code", "org_code"),
-            ("api_id", "api_public_id"),
-        ):
-            value = query.get(param)
-            if value is not None:
-                keys = keys.filter(**{column: value})
+        keys = _filtered_keys(query)
         items, has_more = paginate(
             request, keys, order_field="id", cursor_value=lambda v: matches(API_KEY_ID_PATTERN, v)
         )
@@ -120,6 +98,35 @@ class ApiKeysApi(ManagementApiView):
             },
             HTTPStatus.CREATED,
         )
+
+
+def _filtered_keys(query: dict[str, Any]) -> QuerySet[ApiKey]:
+    """The keys the validated list ``query`` selects, without their secret material."""
+    keys = ApiKey.objects.defer("digest", "previous_digest", "previous_expires_at")
+    key_type = query.get("key_type")
+    if key_type == "organization":
+        keys = keys.exclude(org_code="")
+    elif key_type == "user":
+        keys = keys.exclude(user_public_id="")
+    status = query.get("status")
+    now = timezone.now()
+    if status == "revoked":
+        keys = keys.filter(status=ApiKey.Status.REVOKED)
+    elif status == "active":
+        keys = keys.filter(status=ApiKey.Status.ACTIVE).filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+        )
+    elif status == "expired":
+        keys = keys.filter(status=ApiKey.Status.ACTIVE, expires_at__lte=now)
+    for param, column in (
+        ("user_id", "user_public_id"),
+        ("org_code", "org_code"),
+        ("api_id", "api_public_id"),
+    ):
+        value = query.get(param)
+        if value is not None:
+            keys = keys.filter(**{column: value})
+    return keys
 
 
 class ApiKeyApi(ManagementApiView):
@@ -172,15 +179,6 @@ class ApiKeyApi(ManagementApiView):
         return Response({"message": "Success", "code": "OK"})
 
 
-_VERIFY_MESSAGES = {
-    services.Verification.VERIFIED: "API key verified",
-    services.Verification.INVALID: "API key is not valid",
-    services.Verification.REVOKED: "API key has been revoked",
-    services.Verification.EXPIRED: "API key has expired",
-    services.Verification.WRONG_AUDIENCE: "API key is not valid for this audience",
-}
-
-
 class ApiKeyVerifyApi(ManagementApiView):
     """Is this key valid, for which organization or user, with which scopes? Always 200 for
     a string key: `is_valid` and `code` say the outcome (API_KEY_VERIFIED, API_KEY_INVALID,
@@ -204,23 +202,7 @@ class ApiKeyVerifyApi(ManagementApiView):
         )
         if not result.is_valid:
             self._limit_failures(request)
-        return Response(
-            {
-                "code": result.code,
-                "message": _VERIFY_MESSAGES[result.code],
-                "is_valid": result.is_valid,
-                "key_id": result.key_id,
-                "status": result.status,
-                "scopes": list(result.scopes),
-                "org_code": result.org_code,
-                "user_id": result.user_id,
-                "last_verified_on": s.iso(result.last_verified_on),
-                "verification_count": result.verification_count,
-                "api_id": result.api_id,
-                "audience": result.audience,
-                "expires_at": s.iso(result.expires_at),
-            }
-        )
+        return Response(s.VerificationOut(result).data)
 
     def _limit_failures(self, request: Request) -> None:
         # client_id, not the row id: unique across databases that share one cache.
