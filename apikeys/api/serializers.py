@@ -564,6 +564,15 @@ class OrganizationUserOut(serializers.Serializer[Any]):
     full_name = serializers.CharField()
     roles = serializers.ListField(child=serializers.CharField())
 
+    def to_representation(self, membership: Any) -> dict[str, Any]:
+        user = membership.user
+        return {
+            "id": user.public_id,
+            "email": user.email,
+            "full_name": user.get_full_name(),
+            "roles": sorted(r.key for r in membership.roles.all()),
+        }
+
 
 class RoleCreateIn(StrictSerializer):
     name = StrictCharField(min_length=1, max_length=128)
@@ -584,6 +593,9 @@ class RoleOut(serializers.Serializer[Any]):
 class SystemPermissionOut(serializers.Serializer[Any]):
     key = serializers.CharField()
     description = serializers.CharField()
+
+    def to_representation(self, permission: Any) -> dict[str, Any]:
+        return {"key": permission.key, "description": permission.description}
 
 
 class PermissionChangeIn(StrictSerializer):

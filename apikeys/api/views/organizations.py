@@ -152,16 +152,7 @@ class OrganizationUsersApi(ManagementApiView):
             order_field="user__public_id",
             cursor_value=lambda v: matches(USER_ID_PATTERN, v),
         )
-        users = [
-            {
-                "id": m.user.public_id,
-                "email": m.user.email,
-                "full_name": m.user.get_full_name(),
-                "roles": sorted(r.key for r in m.roles.all()),
-            }
-            for m in items
-        ]
-        return Response(list_body("users", users, has_more))
+        return Response(list_body("users", serialized_list(s.OrganizationUserOut, items), has_more))
 
     @extend_schema(
         operation_id="add_organization_users",

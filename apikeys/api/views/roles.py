@@ -114,9 +114,5 @@ class SystemPermissionsApi(ManagementApiView):
             ),
         )
         return Response(
-            list_body(
-                "system_permissions",
-                [{"key": p.key, "description": p.description} for p in items],
-                has_more,
-            )
+            list_body("system_permissions", serialized_list(s.SystemPermissionOut, items), has_more)
         )
