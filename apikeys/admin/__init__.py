@@ -1,7 +1,8 @@
 """The Django admin for platform admins: every model of the product, written through
 :mod:`apikeys.services` so that each change is audited with the admin as actor.
 
-- ``keys``: API keys (issue, shown once; rotate; revoke; never delete).
+- ``keys``: API keys (list and read-only detail; never delete), with ``keys_filters``
+  (list filters) and ``keys_writes`` (issue, shown once; rotate; revoke).
 - ``directory``: organizations, users, memberships, roles, system permissions.
 - ``apis``: APIs with their scopes.
 - ``applications``: M2M applications and their granted Management API scopes.

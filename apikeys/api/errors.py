@@ -137,8 +137,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         if isinstance(exc, drf.ParseError):
             message = "The body is not valid JSON."
         errors = [entry(code, message)]
-        if isinstance(exc, drf.Throttled) and exc.wait is not None:
-            wait = str(max(1, int(exc.wait + 0.999)))
+        # ``wait`` is set by Throttled.__init__ but missing from the DRF stubs.
+        throttle_wait: float | None = getattr(exc, "wait", None)
+        if isinstance(exc, drf.Throttled) and throttle_wait is not None:
+            wait = str(max(1, int(throttle_wait + 0.999)))
             headers = {"Retry-After": wait, "RateLimit-Reset": wait}
         if getattr(exc, "auth_header", None):
             headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]

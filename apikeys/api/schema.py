@@ -13,7 +13,8 @@ from drf_spectacular.openapi import AutoSchema
 from apikeys.models import MANAGEMENT_SCOPES
 
 
-class ManagementTokenScheme(OpenApiAuthenticationExtension):
+# drf-spectacular registers extensions in an untyped ``__init_subclass__``.
+class ManagementTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
     target_class = "apikeys.api.base.ManagementTokenAuthentication"
     name = "m2mToken"
 

@@ -124,14 +124,15 @@ def _with_description(response: HttpResponse) -> HttpResponse:
 
 
 @method_decorator(csrf_exempt, name="dispatch")
-class ManagementTokenView(TokenView):
+# django-oauth-toolkit ships no type information (ignore_missing_imports): TokenView is Any.
+class ManagementTokenView(TokenView):  # type: ignore[misc]
     #: Read by ``apikeys.middleware``: refusals on this route are OAuth's JSON error bodies.
     #: (A marker, so that the middleware needs no import of a view.)
     answers_oauth_errors = True
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         not_utf8 = _oauth_error("invalid_request", "The body must be a form encoded in UTF-8.")
-        if not _is_utf8(request.content_params.get("charset", "utf-8")):
+        if not _is_utf8((request.content_params or {}).get("charset", "utf-8")):
             return not_utf8
         try:
             grant_type = request.POST.get("grant_type")

@@ -569,3 +569,34 @@ def test_failed_verifications_are_rate_limited_per_application_valid_keys_still_
     assert (
         verify(quiet, "k_live_guess")["code"] == "API_KEY_INVALID"
     )  # another caller is not limited
+
+
+@pytest.mark.parametrize("key", ["   ", " k_live_x ", "k_live_\x00", "x" * 5000])
+def test_verify_checks_any_non_empty_string_as_sent_and_answers_200(client_all, key):
+    # The key is compared, never stored: it is not trimmed and no character makes it a 400.
+    response = client_all.post("/api/v1/api_keys/verify", {"api_key": key}, format="json")
+    assert response.status_code == HTTPStatus.OK
+    assert response.json()["code"] == "API_KEY_INVALID"
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"api_key": "k", "audience": ""}, "audience"),
+        ({"api_key": "k", "audience": "a\x00"}, "audience"),
+        ({"api_key": 5, "audience": 1}, "api_key"),
+        ({"api_key": 5, "b": 1, "a" * 100: 1}, "a" * 64),
+    ],
+)
+def test_verify_reports_one_problem_at_a_time(client_all, body, field):
+    response = client_all.post("/api/v1/api_keys/verify", body, format="json")
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert [e["field"] for e in response.json()["errors"]] == [field]
+
+
+def test_list_filters_report_one_problem_at_a_time(client_all):
+    response = client_all.get("/api/v1/api_keys", {"key_type": "team", "status": ""})
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert [(e["code"], e["field"]) for e in response.json()["errors"]] == [
+        ("INVALID_FILTER", "key_type")
+    ]

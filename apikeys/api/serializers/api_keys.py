@@ -1,0 +1,208 @@
+"""API keys in and out: issue (one owner, of the ``type`` given), rotate, verify (any
+non-empty string, as sent, one problem at a time), list filters; a key's output never holds
+more of its secret than the prefix and suffix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from apikeys import exceptions as errors
+from apikeys.api.serializers._base import (
+    ExactStringField,
+    OneErrorAtATime,
+    QueryValueField,
+    StrictCharField,
+    StrictDateTimeField,
+    StrictIntegerField,
+    StrictSerializer,
+    api_in_body,
+    iso,
+    org_in_body,
+    user_in_body,
+)
+from apikeys.models import ApiKey
+from apikeys.services import Verification
+
+
+class ApiKeyCreateIn(StrictSerializer):
+    name = StrictCharField(min_length=1, max_length=128)
+    api_id = StrictCharField(max_length=200)
+    scope_ids = serializers.ListField(
+        child=StrictCharField(max_length=200), required=False, default=list, max_length=100
+    )
+    org_code = StrictCharField(required=False, allow_null=True, max_length=200)
+    user_id = StrictCharField(required=False, allow_null=True, max_length=200)
+    type = serializers.ChoiceField(choices=["organization", "user"], required=False)
+    expires_at = StrictDateTimeField(required=False, allow_null=True)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """Adds ``api``, ``organization`` and ``user``: exactly one owner, of the ``type``
+        given if any."""
+        api = api_in_body(attrs["api_id"])
+        org_code, user_id = attrs.get("org_code") or None, attrs.get("user_id") or None
+        if org_code and user_id:
+            raise errors.OwnerAmbiguous()
+        if not org_code and not user_id:
+            raise errors.OwnerRequired()
+        owner_type = "organization" if org_code else "user"
+        if attrs.get("type") and attrs["type"] != owner_type:
+            raise serializers.ValidationError(
+                {
+                    "type": serializers.ErrorDetail(
+                        f"type is {attrs['type']!r} but the owner given is a {owner_type}.",
+                        code="OWNER_TYPE_MISMATCH",
+                    )
+                }
+            )
+        return {
+            **attrs,
+            "api": api,
+            "organization": org_in_body(org_code, "org_code") if org_code else None,
+            "user": user_in_body(user_id, "user_id") if user_id else None,
+        }
+
+
+class ApiKeyListQuery(OneErrorAtATime):
+    key_type = QueryValueField(choices=("organization", "user"))
+    status = QueryValueField(choices=("active", "revoked", "expired"))
+    user_id = QueryValueField()
+    org_code = QueryValueField()
+    api_id = QueryValueField()
+
+
+class ApiKeyRotateIn(StrictSerializer):
+    expire_previous_in = StrictIntegerField(
+        min_value=0, max_value=604800, required=False, default=0
+    )
+
+
+class ApiKeyVerifyIn(OneErrorAtATime, StrictSerializer):
+    """The key to verify, exactly as received: any non-empty string (a malformed key is
+    answered 200 as not valid). With ``audience``, only keys of that API are valid."""
+
+    # One problem reported at a time, an unknown field first; audience refuses NUL.
+
+    api_key = ExactStringField(
+        error_messages={
+            "required": "api_key is required.",
+            "invalid": "api_key must be a non-empty string.",
+        }
+    )
+    audience = ExactStringField(
+        required=False,
+        allow_null=True,
+        reject_nul=True,
+        error_messages={"invalid": "audience must be a non-empty string."},
+    )
+
+    def unknown_field_errors(self, unknown: list[str]) -> dict[str, list[serializers.ErrorDetail]]:
+        name = unknown[0][:64]
+        return {name: [serializers.ErrorDetail(f"Unknown field {name!r}.", code="UNKNOWN_FIELD")]}
+
+
+class SecretOut(serializers.Serializer[Any]):
+    id = serializers.CharField()
+    key = serializers.CharField(help_text="The key itself, shown this once.")
+
+
+class ApiKeyOut(serializers.Serializer[Any]):
+    """A key as listed and read. Reads only columns of the key row: no per-row queries."""
+
+    id = serializers.CharField()
+    name = serializers.CharField()
+    type = serializers.ChoiceField(choices=["organization", "user"])
+    status = serializers.ChoiceField(choices=["active", "revoked", "expired"])
+    key_prefix = serializers.CharField()
+    key_suffix = serializers.CharField()
+    created_on = serializers.CharField()
+    created_by = serializers.CharField(allow_null=True)
+    last_verified_on = serializers.CharField(allow_null=True)
+    last_verified_ip = serializers.CharField(allow_null=True)
+    verification_count = serializers.IntegerField()
+    api_ids = serializers.ListField(child=serializers.CharField())
+    scopes = serializers.ListField(child=serializers.CharField())
+    org_code = serializers.CharField(allow_null=True)
+    user_id = serializers.CharField(allow_null=True)
+    expires_at = serializers.CharField(allow_null=True)
+    rotated_on = serializers.CharField(allow_null=True)
+    revoked_on = serializers.CharField(allow_null=True)
+
+    def to_representation(self, key: ApiKey) -> dict[str, Any]:
+        return {
+            "id": key.id,
+            "name": key.name,
+            "type": key.type,
+            "status": key.effective_status,
+            "key_prefix": key.key_prefix,
+            "key_suffix": key.key_suffix,
+            "created_on": iso(key.created_on),
+            "created_by": key.created_by or None,
+            "last_verified_on": iso(key.last_verified_on),
+            "last_verified_ip": key.last_verified_ip,
+            "verification_count": key.verification_count,
+            "api_ids": [key.api_public_id],
+            "scopes": key.scope_list,
+            "org_code": key.org_code or None,
+            "user_id": key.user_public_id or None,
+            "expires_at": iso(key.expires_at),
+            "rotated_on": iso(key.rotated_on),
+            "revoked_on": iso(key.revoked_on),
+        }
+
+
+VERIFY_MESSAGES = {
+    Verification.VERIFIED: "API key verified",
+    Verification.INVALID: "API key is not valid",
+    Verification.REVOKED: "API key has been revoked",
+    Verification.EXPIRED: "API key has expired",
+    Verification.WRONG_AUDIENCE: "API key is not valid for this audience",
+}
+
+
+class VerificationOut(serializers.Serializer[Any]):
+    # For the OpenAPI document. The fields are made in get_fields: declared on the class,
+    # ``is_valid`` would shadow Serializer.is_valid (a docstring would be published).
+
+    def get_fields(self) -> dict[str, Any]:
+        return {
+            "code": serializers.ChoiceField(
+                choices=[
+                    "API_KEY_VERIFIED",
+                    "API_KEY_INVALID",
+                    "API_KEY_REVOKED",
+                    "API_KEY_EXPIRED",
+                    "API_KEY_WRONG_AUDIENCE",
+                ]
+            ),
+            "message": serializers.CharField(),
+            "is_valid": serializers.BooleanField(),
+            "key_id": serializers.CharField(allow_null=True),
+            "status": serializers.CharField(allow_null=True),
+            "scopes": serializers.ListField(child=serializers.CharField()),
+            "org_code": serializers.CharField(allow_null=True),
+            "user_id": serializers.CharField(allow_null=True),
+            "last_verified_on": serializers.CharField(allow_null=True),
+            "verification_count": serializers.IntegerField(allow_null=True),
+            "api_id": serializers.CharField(allow_null=True),
+            "audience": serializers.CharField(allow_null=True),
+            "expires_at": serializers.CharField(allow_null=True),
+        }
+
+    def to_representation(self, result: Verification) -> dict[str, Any]:
+        return {
+            "code": result.code,
+            "message": VERIFY_MESSAGES[result.code],
+            "is_valid": result.is_valid,
+            "key_id": result.key_id,
+            "status": result.status,
+            "scopes": list(result.scopes),
+            "org_code": result.org_code,
+            "user_id": result.user_id,
+            "last_verified_on": iso(result.last_verified_on),
+            "verification_count": result.verification_count,
+            "api_id": result.api_id,
+            "audience": result.audience,
+            "expires_at": iso(result.expires_at),
+        }
