@@ -231,7 +231,7 @@ class ApiKeyAuthentication(BaseAuthentication):
             # the view's ``headers`` are added to every response it finalizes, whichever
             # exception handler built it.
             view = request.parser_context.get("view") if request.parser_context else None
-            if isinstance(getattr(view, "headers", None), dict):
+            if view is not None and isinstance(getattr(view, "headers", None), dict):
                 view.headers.update(
                     {"Retry-After": str(retry_after), "RateLimit-Reset": str(retry_after)}
                 )

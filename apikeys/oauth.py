@@ -150,7 +150,7 @@ class ManagementOAuth2Validator(OAuth2Validator):
         if wanted.algorithm != hasher.algorithm:
             # Re-hash with the configured hasher, only if nobody changed the secret meanwhile
             # (a regeneration in between must win).
-            rehashed = make_password(presented, hasher=wanted.algorithm)
+            rehashed = make_password(presented, hasher=wanted)
             type(client).objects.filter(pk=client.pk, client_secret=stored).update(
                 client_secret=rehashed
             )

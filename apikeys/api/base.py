@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from itertools import accumulate
 from typing import Any
@@ -27,9 +27,9 @@ from oauth2_provider.oauth2_backends import get_oauthlib_core
 from oauthlib.common import urldecode
 from rest_framework import exceptions as drf
 from rest_framework.negotiation import BaseContentNegotiation
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.permissions import BasePermission
-from rest_framework.renderers import JSONRenderer
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.utils import json
@@ -136,7 +136,7 @@ class HasManagementScope(BasePermission):
         wanted = view.required_scopes.get(method)
         if not wanted:
             # Every operation names its scope; anything else (OPTIONS included) is not offered.
-            raise drf.MethodNotAllowed(request.method)
+            raise drf.MethodNotAllowed(method or "")
         granted = set(token.scope.split())
         if granted.isdisjoint(wanted):
             raise ApiError(
@@ -219,7 +219,7 @@ def _object_without_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any
 class AlwaysJson(BaseContentNegotiation):
     """Answer JSON whatever the Accept header says: errors must never be HTML or a 406."""
 
-    def select_parser(self, request: Request, parsers: list[Any]) -> Any:
+    def select_parser(self, request: Request, parsers: Iterable[BaseParser]) -> Any:
         for parser in parsers:
             if (
                 request.content_type
@@ -229,9 +229,10 @@ class AlwaysJson(BaseContentNegotiation):
         return None
 
     def select_renderer(
-        self, request: Request, renderers: list[Any], format_suffix: Any = None
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: Any = None
     ) -> Any:
-        return renderers[0], renderers[0].media_type
+        first = next(iter(renderers))
+        return first, first.media_type
 
 
 def _too_large() -> ApiError:

@@ -13,8 +13,7 @@ from drf_spectacular.openapi import AutoSchema
 from apikeys.models import MANAGEMENT_SCOPES
 
 
-# drf-spectacular registers extensions in an untyped ``__init_subclass__``.
-class ManagementTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+class ManagementTokenScheme(OpenApiAuthenticationExtension):
     target_class = "apikeys.api.base.ManagementTokenAuthentication"
     name = "m2mToken"
 

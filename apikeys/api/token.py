@@ -124,8 +124,7 @@ def _with_description(response: HttpResponse) -> HttpResponse:
 
 
 @method_decorator(csrf_exempt, name="dispatch")
-# django-oauth-toolkit ships no type information (ignore_missing_imports): TokenView is Any.
-class ManagementTokenView(TokenView):  # type: ignore[misc]
+class ManagementTokenView(TokenView):
     #: Read by ``apikeys.middleware``: refusals on this route are OAuth's JSON error bodies.
     #: (A marker, so that the middleware needs no import of a view.)
     answers_oauth_errors = True
