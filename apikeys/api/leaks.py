@@ -15,6 +15,7 @@ Neither door echoes a key or says whose it was; no key or token is logged.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -93,8 +94,11 @@ class HasGitHubSignature(BasePermission):
                 "UNAUTHENTICATED",
                 f"A report must be signed: {IDENTIFIER_HEADER} and {SIGNATURE_HEADER}.",
             )
-        keys = conf.get("SECRET_SCANNING_PUBLIC_KEYS") or {}
-        pem = keys.get(identifier) if isinstance(identifier, str) else None
+        keys = conf.get("SECRET_SCANNING_PUBLIC_KEYS")
+        # A malformed setting is refused at start-up (apikeys.E401); here it shuts the door.
+        pem = keys.get(identifier) if isinstance(keys, Mapping) else None
+        if not isinstance(pem, str):
+            pem = None
         # The raw bytes as they came, before any parsing: the signature is over them.
         body = request._request.body
         if pem is None or not crypto.p256_signature_valid(

@@ -446,6 +446,23 @@ def test_fields_github_may_add_later_are_ignored_and_long_urls_are_clipped(githu
     assert details["url"] == long_url[:2048]
 
 
+def test_an_unknown_query_parameter_is_400_once_signed_and_401_before(github, issued_key):
+    raw = json.dumps([_match(issued_key.plaintext)]).encode()
+    signed = {
+        "HTTP_GITHUB_PUBLIC_KEY_IDENTIFIER": KEY_ID,
+        "HTTP_GITHUB_PUBLIC_KEY_SIGNATURE": github.sign(raw),
+    }
+    before = _state()
+    unsigned = github.client.post(f"{GITHUB}?statuz=1", data=raw, content_type="application/json")
+    assert unsigned.status_code == HTTPStatus.UNAUTHORIZED
+    response = github.client.post(
+        f"{GITHUB}?statuz=1", data=raw, content_type="application/json", **signed
+    )
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert error_codes(response) == ["UNKNOWN_PARAMETER"]
+    assert _state() == before
+
+
 def test_an_empty_batch_is_an_empty_answer(github):
     response = github.post([])
     assert response.status_code == HTTPStatus.OK
