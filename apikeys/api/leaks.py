@@ -151,7 +151,7 @@ class GitHubSecretScanningApi(ManagementApiView):
     @extend_schema(
         operation_id="report_github_secret_scanning_matches",
         parameters=_SIGNATURE_HEADERS,
-        request=s.GitHubReportedTokenIn(many=True, max_length=MAX_GITHUB_BATCH),
+        request=s.GitHubReportedTokenIn(many=True),
         responses={
             200: s.GitHubTokenLabelOut(many=True),
             **{status: body for status, body in ERRORS.items() if status != HTTPStatus.FORBIDDEN},
