@@ -188,6 +188,32 @@ def test_a_malformed_key_costs_no_query(issued_key, actor, django_assert_num_que
         assert _report("k_live_short", actor).label == "false_positive"
 
 
+def test_every_well_formed_false_positive_costs_the_same_statements(api, organization, actor):
+    """Unknown, revoked, expired, replaced: one locked read by digest each, nothing more, so
+    the database work does not tell them apart (verify's failure path reads once too)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def issued() -> services.IssuedKey:
+        return services.api_key_issue(name="k", api=api, organization=organization, actor=actor)
+
+    cases = {
+        "unknown": _unknown(issued()),
+        "revoked": _revoked(issued()),
+        "expired": _expired(issued()),
+        "replaced": _replaced_without_grace(issued()),
+    }
+    statements = {}
+    for name, key in cases.items():
+        with CaptureQueriesContext(connection) as queries:
+            assert _report(key, actor).label == "false_positive"
+        statements[name] = [
+            q["sql"].split()[0] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]
+        ]
+    assert statements["unknown"] == ["SELECT"]
+    assert all(kinds == statements["unknown"] for kinds in statements.values()), statements
+
+
 def test_a_report_reveals_nothing_about_the_owner(issued_key, user_key, actor):
     """The verdict carries the label and, for a live key, its id: no owner, org or scope."""
     report = _report(user_key.plaintext, actor)
