@@ -139,6 +139,7 @@ _KNOBS_WITH_OWN_RULES = frozenset(
         "PORTAL_LOGIN_MAX_FAILURES_PER_IP",
         "PORTAL_LOGIN_MAX_FAILURES_PER_ACCOUNT",
         "PORTAL_LOGIN_LOCKOUT_SECONDS",
+        "SECRET_SCANNING_PUBLIC_KEYS",
     }
 )
 
@@ -257,6 +258,68 @@ def check_ratelimit_settings(app_configs: Any = None, **kwargs: Any) -> list[Che
                 Error(
                     f"APIKEYS[{knob!r}] may be at most {MAX_WINDOW_SECONDS} seconds (a day).",
                     id="apikeys.E302",
+                )
+            )
+    return errors
+
+
+# GitHub publishes a handful of keys at a time (the current one and those being retired).
+MAX_SECRET_SCANNING_PUBLIC_KEYS = 32
+
+
+@register(Tags.security)
+def check_secret_scanning_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """``SECRET_SCANNING_PUBLIC_KEYS`` is ``{identifier: PEM}`` and every PEM is an ECDSA P-256
+    public key: a key that cannot be read would otherwise shut the GitHub door silently, at
+    the first report, instead of at start-up."""
+    if not isinstance(getattr(settings, "APIKEYS", {}), Mapping):
+        return []
+    from apikeys.crypto import load_p256_public_key
+
+    keys = get("SECRET_SCANNING_PUBLIC_KEYS")
+    hint = (
+        "A JSON object of key identifier -> PEM, e.g. APIKEYS_SECRET_SCANNING_PUBLIC_KEYS="
+        '\'{"90a4…": "-----BEGIN PUBLIC KEY-----\\n…\\n-----END PUBLIC KEY-----\\n"}\' '
+        "(the key_identifier and key of each entry of GitHub's published secret-scanning keys)."
+    )
+    if not isinstance(keys, Mapping):
+        return [
+            Error(
+                "APIKEYS['SECRET_SCANNING_PUBLIC_KEYS'] must be an object of key identifier -> "
+                "PEM public key.",
+                hint=hint,
+                id="apikeys.E401",
+            )
+        ]
+    if len(keys) > MAX_SECRET_SCANNING_PUBLIC_KEYS:
+        return [
+            Error(
+                "APIKEYS['SECRET_SCANNING_PUBLIC_KEYS'] holds more than "
+                f"{MAX_SECRET_SCANNING_PUBLIC_KEYS} keys.",
+                id="apikeys.E401",
+            )
+        ]
+    errors: list[CheckMessage] = []
+    for identifier, pem in keys.items():
+        if not isinstance(identifier, str) or not 1 <= len(identifier) <= 256:
+            errors.append(
+                Error(
+                    "APIKEYS['SECRET_SCANNING_PUBLIC_KEYS'] has a key identifier that is not "
+                    "1 to 256 characters of text.",
+                    hint=hint,
+                    id="apikeys.E401",
+                )
+            )
+            continue
+        try:
+            load_p256_public_key(pem if isinstance(pem, str) else "")
+        except ValueError:
+            errors.append(
+                Error(
+                    f"APIKEYS['SECRET_SCANNING_PUBLIC_KEYS'][{identifier[:80]!r}] is not the PEM "
+                    "of an ECDSA P-256 public key.",
+                    hint=hint,
+                    id="apikeys.E402",
                 )
             )
     return errors

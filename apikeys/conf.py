@@ -41,6 +41,10 @@ Every knob, with its default:
   ``PORTAL_LOGIN_MAX_FAILURES_PER_ACCOUNT`` (``100``) and ``PORTAL_LOGIN_LOCKOUT_SECONDS``
   (``900``): failed password sign-ins (the portal's and the admin's) allowed per pair of
   account and IP, per IP and per account within the lockout window (``apikeys.signin``).
+- ``SECRET_SCANNING_PUBLIC_KEYS`` (``{}``): the public keys GitHub's secret scanning signs
+  its leak reports with, ``{key identifier: PEM}`` (ECDSA P-256). Empty: every report to
+  ``/api/v1/secret_scanning/github`` is refused (401). Given as configuration rather than
+  fetched from GitHub, since the service may not reach GitHub.
 """
 
 from __future__ import annotations
@@ -101,6 +105,10 @@ DEFAULTS: dict[str, Any] = {
     "PORTAL_LOGIN_MAX_FAILURES_PER_IP": 50,
     "PORTAL_LOGIN_MAX_FAILURES_PER_ACCOUNT": 100,
     "PORTAL_LOGIN_LOCKOUT_SECONDS": 15 * 60,
+    # --- Leaked keys.
+    # GitHub secret scanning's public keys, {key identifier: PEM of an ECDSA P-256 public
+    # key}; a report signed by none of them is refused. Empty: the GitHub door is shut.
+    "SECRET_SCANNING_PUBLIC_KEYS": {},
 }
 
 

@@ -1,4 +1,5 @@
-"""Key material: generation, checksum, keyed digest and constant-time comparison.
+"""Key material: generation, checksum, keyed digest and constant-time comparison; and the
+check of the ECDSA signatures that GitHub's secret scanning puts on its leak reports.
 
 No database code lives here. A key looks like ``k_live_<40 base62><6 base62 checksum>``:
 
@@ -14,12 +15,19 @@ No database code lives here. A key looks like ``k_live_<40 base62><6 base62 chec
 
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
 import hashlib
 import hmac
 import re
 import secrets
 import string
 import zlib
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 KEY_PREFIX = "k_live_"
 ALPHABET = string.digits + string.ascii_uppercase + string.ascii_lowercase
@@ -93,3 +101,51 @@ def display_prefix(key: str) -> str:
 def display_suffix(key: str) -> str:
     """The last four characters, shown to tell keys apart."""
     return key[-DISPLAY_SUFFIX_LENGTH:]
+
+
+def sha256_hex(text: str) -> str:
+    """Plain SHA-256 of ``text`` (UTF-8), in hex: how GitHub's secret scanning names a token
+    in the answer to its report (``token_hash``). Not a stored digest: for that, :func:`digest`."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@functools.lru_cache(maxsize=32)
+def load_p256_public_key(pem: str) -> ec.EllipticCurvePublicKey:
+    """The ECDSA P-256 public key in ``pem`` (``-----BEGIN PUBLIC KEY-----``).
+
+    Raises ``ValueError`` for anything else: not PEM, not a public key, another curve. Cached
+    by the PEM text itself, so a changed setting is read afresh.
+    """
+    try:
+        key = serialization.load_pem_public_key(pem.encode("ascii"))
+    except (ValueError, TypeError, UnicodeEncodeError, UnsupportedAlgorithm):
+        raise ValueError("not a PEM public key") from None
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+        return key
+    raise ValueError("not an ECDSA P-256 public key")
+
+
+# An ASN.1/DER ECDSA P-256 signature is at most 72 bytes (96 characters of base64): anything
+# much longer is not one, and is refused before it is decoded.
+MAX_SIGNATURE_BASE64_LENGTH = 256
+
+
+def p256_signature_valid(*, public_key_pem: str, signature_base64: str, message: bytes) -> bool:
+    """True when ``signature_base64`` (base64 of an ASN.1/DER ECDSA signature) is
+    ``public_key_pem``'s signature over ``message`` with SHA-256.
+
+    Every failure (malformed base64, a signature that is not DER, a wrong signature, a key
+    that is not P-256) is simply False: the caller answers them all alike.
+    """
+    if not isinstance(signature_base64, str) or len(signature_base64) > MAX_SIGNATURE_BASE64_LENGTH:
+        return False
+    try:
+        signature = base64.b64decode(signature_base64.strip(), validate=True)
+        key = load_p256_public_key(public_key_pem)
+    except (binascii.Error, ValueError):
+        return False
+    try:
+        key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        return False
+    return True

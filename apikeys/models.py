@@ -399,6 +399,7 @@ MANAGEMENT_SCOPES: dict[str, str] = {
     "create:roles": "Create roles",
     "update:roles": "Change roles and their system permissions",
     "create:portal_links": "Create one-time self-serve portal links",
+    "report:api_key_leaks": "Report leaked API keys (a key found active is revoked at once)",
 }
 
 

@@ -256,6 +256,22 @@ APIKEYS.update(
     }
 )
 
+
+def _json_setting(name: str, default: object) -> object:
+    """A JSON value from the environment; one that is not JSON is kept as its text, so that
+    the system checks refuse it with a message naming the setting (not a traceback)."""
+    if name not in env.ENVIRON:
+        return default
+    try:
+        return env.json(name)
+    except ValueError:
+        return env.str(name)
+
+
+# GitHub secret scanning's public keys, a JSON object {key identifier: PEM} (README, "Leaked
+# keys"); checked at start-up (apikeys.E401/E402). Unset: the GitHub leak-report door is shut.
+APIKEYS["SECRET_SCANNING_PUBLIC_KEYS"] = _json_setting("APIKEYS_SECRET_SCANNING_PUBLIC_KEYS", {})
+
 # Every handler redacts keys and secrets (apikeys/logging.py; gunicorn's loggers get the same
 # filter in project/wsgi.py). Django's own "django" handler is dropped: its records reach the
 # root's console once, instead of twice under DEBUG. runserver's request lines keep their

@@ -36,7 +36,7 @@ class ManagementTokenScheme(OpenApiAuthenticationExtension):
 
 
 # Words of operation ids written as people write them in a summary.
-_WORDS = {"api": "API", "apis": "APIs", "url": "URL"}
+_WORDS = {"api": "API", "apis": "APIs", "url": "URL", "github": "GitHub"}
 
 
 class ManagementAutoSchema(AutoSchema):

@@ -11,6 +11,8 @@ app_name = "apikeys-api"
 urlpatterns = [
     path("api_keys", views.ApiKeysApi.as_view(), name="api-keys"),
     path("api_keys/verify", views.ApiKeyVerifyApi.as_view(), name="api-key-verify"),
+    # Before api_keys/<key_id>, which would otherwise take "leaks" for a key id.
+    path("api_keys/leaks", views.ApiKeyLeaksApi.as_view(), name="api-key-leaks"),
     path("api_keys/<str:key_id>", views.ApiKeyApi.as_view(), name="api-key"),
     path("apis", views.ApisApi.as_view(), name="apis"),
     path("apis/<str:api_id>", views.ApiApi.as_view(), name="api"),
@@ -38,5 +40,10 @@ urlpatterns = [
     ),
     path("system_permissions", views.SystemPermissionsApi.as_view(), name="system-permissions"),
     path("portal/generate_url", views.PortalLinkApi.as_view(), name="portal-generate-url"),
+    path(
+        "secret_scanning/github",
+        views.GitHubSecretScanningApi.as_view(),
+        name="secret-scanning-github",
+    ),
     re_path(r"^.*$", views.route_not_found, name="route-not-found"),
 ]

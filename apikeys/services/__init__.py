@@ -10,6 +10,7 @@ One module per aggregate, every public name importable from here::
     audit.py         Actor, audit_event_record
     keys.py          api_key_issue, api_key_rotate, api_key_revoke, resolve_scopes
     verification.py  api_key_verify, Verification
+    leaks.py         api_key_leak_report, LeakReport (leaked keys: judge, revoke a live one)
     apis.py          api_create, api_delete, scope_create, scope_update, scope_delete
     directory.py     organization_*, user_*, role_*, membership_*
     applications.py  m2m_application_* (M2M clients of the Management API)
@@ -51,6 +52,7 @@ from apikeys.services.keys import (
     api_key_rotate,
     resolve_scopes,
 )
+from apikeys.services.leaks import LeakReport, api_key_leak_report
 from apikeys.services.staff import staff_group_create, staff_group_delete, staff_group_update
 from apikeys.services.verification import Verification, api_key_verify
 
@@ -58,10 +60,12 @@ __all__ = [
     "Actor",
     "IssuedApplication",
     "IssuedKey",
+    "LeakReport",
     "Verification",
     "api_create",
     "api_delete",
     "api_key_issue",
+    "api_key_leak_report",
     "api_key_revoke",
     "api_key_rotate",
     "api_key_verify",

@@ -16,11 +16,16 @@ from apikeys.services._shared import clean_ip
 
 @dataclass(frozen=True)
 class Actor:
-    """Who makes a change: a person, an M2M application, or the system itself."""
+    """Who makes a change: a person, an M2M application, or the system itself.
+
+    ``name`` labels a system actor that is someone outside (``"GitHub secret scanning"``);
+    without it a system actor is ``"system"``.
+    """
 
     user: Any = None
     application: Any = None
     ip: str | None = None
+    name: str | None = None
 
     @classmethod
     def system(cls) -> Actor:
@@ -40,7 +45,7 @@ class Actor:
             return self.application.name or str(self.application.client_id)
         if self.user is not None:
             return str(self.user.display_name)
-        return "system"
+        return self.name or "system"
 
 
 def audit_event_unsaved(

@@ -6,7 +6,7 @@ and :func:`api_key_rotate`; the database keeps its HMAC digest.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -177,10 +177,18 @@ def api_key_rotate(*, api_key: ApiKey, grace_seconds: int = 0, actor: Actor) -> 
     return IssuedKey(api_key=locked, plaintext=plaintext)
 
 
-def api_key_revoke(*, api_key: ApiKey, actor: Actor) -> ApiKey:
+def api_key_revoke(
+    *,
+    api_key: ApiKey,
+    actor: Actor,
+    reason: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> ApiKey:
     """Revoke ``api_key`` at once, both secrets if it is in a rotation grace period.
 
-    Idempotent: revoking a revoked key changes nothing and records nothing.
+    ``reason`` (``"leaked"``…) and ``details`` (where it leaked…) go into the audit event;
+    without them the event carries no details. Idempotent: revoking a revoked key changes
+    nothing and records nothing.
     """
     with transaction.atomic():
         locked = ApiKey.objects.select_for_update().get(pk=api_key.pk)
@@ -200,6 +208,7 @@ def api_key_revoke(*, api_key: ApiKey, actor: Actor) -> ApiKey:
             target_id=locked.id,
             organization=locked.organization,
             user_public_id=locked.user_public_id,
+            details={**(details or {}), **({"reason": reason} if reason else {})},
         )
     return locked
 

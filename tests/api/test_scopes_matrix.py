@@ -21,6 +21,7 @@ OPERATIONS = [
     ("put", "/api/v1/api_keys/{key_id}", ["update:api_keys"]),
     ("delete", "/api/v1/api_keys/{key_id}", ["delete:api_keys"]),
     ("post", "/api/v1/api_keys/verify", ["verify:api_keys", "read:api_keys"]),
+    ("post", "/api/v1/api_keys/leaks", ["report:api_key_leaks"]),
     ("get", "/api/v1/apis", ["read:apis"]),
     ("post", "/api/v1/apis", ["create:apis"]),
     ("get", "/api/v1/apis/{api_id}", ["read:apis"]),

@@ -49,6 +49,13 @@ from apikeys.api.serializers.apis import (
     ScopeOut,
     ScopeUpdateIn,
 )
+from apikeys.api.serializers.leaks import (
+    LEAK_LABELS,
+    GitHubReportedTokenIn,
+    GitHubTokenLabelOut,
+    LeakReportIn,
+    LeakReportOut,
+)
 from apikeys.api.serializers.organizations import (
     MemberIn,
     OrganizationCreateIn,
@@ -76,6 +83,7 @@ from apikeys.api.serializers.users import (
 )
 
 __all__ = [
+    "LEAK_LABELS",
     "VERIFY_MESSAGES",
     "ApiCreateIn",
     "ApiDetailOut",
@@ -88,6 +96,10 @@ __all__ = [
     "ErrorItemOut",
     "ErrorOut",
     "ExactStringField",
+    "GitHubReportedTokenIn",
+    "GitHubTokenLabelOut",
+    "LeakReportIn",
+    "LeakReportOut",
     "MemberIn",
     "OneErrorAtATime",
     "OrganizationCreateIn",

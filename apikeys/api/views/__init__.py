@@ -19,6 +19,7 @@ from apikeys.api.views._common import IGNORED_PREFIX
 from apikeys.api.views.api_keys import ApiKeyApi, ApiKeysApi, ApiKeyVerifyApi
 from apikeys.api.views.apis import ApiApi, ApisApi, ApiScopeApi, ApiScopesApi
 from apikeys.api.views.fallbacks import route_not_found
+from apikeys.api.views.leaks import ApiKeyLeaksApi, GitHubSecretScanningApi
 from apikeys.api.views.organizations import (
     OrganizationApi,
     OrganizationsApi,
@@ -33,11 +34,13 @@ __all__ = [
     "IGNORED_PREFIX",
     "ApiApi",
     "ApiKeyApi",
+    "ApiKeyLeaksApi",
     "ApiKeyVerifyApi",
     "ApiKeysApi",
     "ApiScopeApi",
     "ApiScopesApi",
     "ApisApi",
+    "GitHubSecretScanningApi",
     "OrganizationApi",
     "OrganizationUpdateApi",
     "OrganizationUsersApi",
