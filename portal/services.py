@@ -214,13 +214,12 @@ def portal_link_check(*, token: Any) -> PortalLink:
 
 
 def link_failure(*, digest: str, now: Any) -> link_errors.PortalLinkError:
-    """Why the link with ``digest`` cannot be used (used, expired or unknown)."""
+    """Why the link with ``digest`` cannot be used: used, expired, or else not valid (no such
+    link; the callers' own filter has already found no usable one)."""
     link = PortalLink.objects.filter(digest=digest).only("used_at", "expires_at").first()
-    if link is None:
-        return link_errors.PortalLinkInvalid()
-    if link.used_at is not None:
+    if link is not None and link.used_at is not None:
         return link_errors.PortalLinkUsed()
-    if link.expires_at <= now:
+    if link is not None and link.expires_at <= now:
         return link_errors.PortalLinkExpired()
     return link_errors.PortalLinkInvalid()
 

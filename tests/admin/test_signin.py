@@ -16,10 +16,11 @@ from urllib.parse import urlsplit
 import pytest
 from django.contrib.admin import AdminSite
 from django.contrib.auth import get_user_model
+from django.contrib.auth.signals import user_logged_in
 from django.test import Client
 from oauth2_provider.models import get_application_model
 
-from apikeys import checks
+from apikeys import checks, signin
 from apikeys.models import MANAGEMENT_SCOPES
 from tests.factories import UserFactory
 from tests.limiter import break_limiter
@@ -118,6 +119,15 @@ def test_the_admins_own_password_sign_in_lifts_the_portal_only_mark(superuser):
         PORTAL_LOGIN, {"username": superuser.username, "password": PASSWORD}, REMOTE_ADDR=fresh_ip()
     )
     assert_admin_refused(browser)
+
+
+@pytest.mark.django_db
+def test_a_sign_in_announced_without_a_request_is_not_broken_by_the_portal_only_mark(superuser):
+    """``user_logged_in`` may come from code with no request at hand (``request=None``): the
+    receiver that lifts the portal-only mark has no session to clear, and must let it through
+    rather than fail the sign-in."""
+    answers = dict(user_logged_in.send(sender=type(superuser), request=None, user=superuser))
+    assert answers[signin.clear_portal_only] is None
 
 
 @pytest.mark.django_db

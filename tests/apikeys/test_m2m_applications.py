@@ -8,6 +8,7 @@ from io import StringIO
 
 import pytest
 from django.contrib.auth.hashers import check_password, identify_hasher, make_password
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from oauth2_provider.models import get_application_model
@@ -121,3 +122,46 @@ def test_the_client_secret_hasher_is_a_keyed_digest_never_the_password_default(s
     assert not hasher.verify("s3cret", encoded)
     # Never the default: user passwords stay with the first hasher (Argon2).
     assert identify_hasher(make_password("a password")).algorithm == "argon2"
+
+
+def test_without_a_hashing_secret_no_client_secret_is_hashed(settings):
+    settings.APIKEYS = {**settings.APIKEYS, "HASHING_SECRET": ""}
+    with pytest.raises(ImproperlyConfigured, match="HASHING_SECRET"):
+        make_password("s3cret", hasher="apikeys_client_hmac")
+
+
+def test_a_missing_client_secret_is_refused_rather_than_hashed_as_the_text_none():
+    with pytest.raises(TypeError):
+        ClientSecretHasher().encode(None)  # type: ignore[arg-type]
+
+
+def test_the_hashers_summary_names_the_algorithm_and_masks_the_digest():
+    hasher = ClientSecretHasher()
+    encoded = hasher.encode("s3cret")
+    digest = encoded.split("$", 1)[1]
+    assert hasher.decode(encoded) == {
+        "algorithm": "apikeys_client_hmac",
+        "hash": digest,
+        "salt": "",
+    }
+    summary = hasher.safe_summary(encoded)
+    assert summary["algorithm"] == "apikeys_client_hmac"
+    assert summary["hash"].startswith(digest[:6]) and digest not in summary["hash"]
+
+
+def test_a_stored_client_secret_is_never_due_for_rehashing():
+    """No work factor to raise: checked against its own hasher, a right secret is never
+    re-encoded (Django calls the setter only when the hasher says the hash is out of date)."""
+    encoded = make_password("s3cret", hasher="apikeys_client_hmac")
+    rehashed: list[str] = []
+    assert check_password(
+        "s3cret", encoded, setter=rehashed.append, preferred="apikeys_client_hmac"
+    )
+    assert rehashed == []
+
+
+def test_the_hasher_states_that_it_needs_no_runtime_hardening(recwarn):
+    """Django's base hasher warns when a subclass leaves harden_runtime out; this hasher has
+    no work factor to even out, so it provides a harden_runtime that does nothing."""
+    assert ClientSecretHasher().harden_runtime("s3cret", "apikeys_client_hmac$00") is None
+    assert not [w for w in recwarn if "harden_runtime" in str(w.message)]

@@ -14,9 +14,10 @@ from django.test import Client
 from django.utils import timezone
 
 from apikeys import services
+from apikeys.exceptions import ValidationFailed
 from apikeys.models import AuditEvent
 from portal.models import PortalLink
-from portal.services import portal_link_create
+from portal.services import portal_link_create, portal_links_purge
 
 pytestmark = pytest.mark.django_db
 
@@ -86,4 +87,14 @@ def test_a_bad_number_of_days_is_refused_and_deletes_nothing(user, bad):
     link_expired(user, days_ago=100)
     with pytest.raises(CommandError, match="--days must be a whole number"):
         run("--days", bad)
+    assert PortalLink.objects.count() == 1
+
+
+def test_the_purge_service_refuses_a_negative_age_and_deletes_nothing(user):
+    """The command checks ``--days`` itself; the service refuses a negative age on its own,
+    which would otherwise reach into the future and delete links that still work."""
+    link_expired(user, days_ago=-1)
+    with pytest.raises(ValidationFailed) as refused:
+        portal_links_purge(expired_for=timedelta(days=-2), actor=services.Actor.system())
+    assert (refused.value.code, refused.value.field) == ("INVALID_FIELD", "expired_for")
     assert PortalLink.objects.count() == 1

@@ -701,6 +701,54 @@ def test_sign_in_fails_closed_with_503_when_the_throttle_cache_is_down(client, m
     assert checked == []
 
 
+def limiter_down_for(monkeypatch: Any, name: str, *, unless: str = "") -> None:
+    """``ratelimit.<name>`` raises LimiterUnavailable (for every bucket whose key does not
+    contain ``unless``): the storage going down in the middle of one sign-in."""
+    from apikeys import ratelimit
+
+    real = getattr(ratelimit, name)
+
+    def flaky(bucket: str, **kwargs: Any) -> Any:
+        if unless and unless in bucket:
+            return real(bucket, **kwargs)
+        raise ratelimit.LimiterUnavailable("ConnectionError")
+
+    monkeypatch.setattr(ratelimit, name, flaky)
+
+
+@pytest.mark.django_db
+def test_a_wrong_password_is_refused_as_wrong_when_its_failure_cannot_be_counted(
+    client, monkeypatch
+):
+    """The pair's count worked (the attempt was let through to the password check), then the
+    storage failed while counting the failure against the IP and the account: the answer is
+    still the wrong-password one, and nobody is signed in."""
+    user = UserFactory(password=PASSWORD)
+    limiter_down_for(monkeypatch, "hit", unless=":pair:")
+    response = client.post(
+        LOGIN, {"username": user.username, "password": "not-the-password"}, REMOTE_ADDR=fresh_ip()
+    )
+    assert response.status_code == HTTPStatus.OK
+    form = response.context["form"]
+    assert [error.code for error in form.non_field_errors().as_data()] == ["invalid_login"]
+    assert not form.throttled and not form.unavailable
+    assert "_auth_user_id" not in client.session
+
+
+@pytest.mark.django_db
+def test_a_right_password_signs_in_even_when_its_count_cannot_be_cleared(client, monkeypatch):
+    """Forgetting the pair's attempts is housekeeping: the storage failing there does not undo
+    a sign-in whose password was checked under the limit."""
+    user = UserFactory(password=PASSWORD)
+    limiter_down_for(monkeypatch, "clear")
+    response = client.post(
+        LOGIN, {"username": user.username, "password": PASSWORD}, REMOTE_ADDR=fresh_ip()
+    )
+    assert response.status_code == HTTPStatus.FOUND
+    assert response["Location"] == "/portal/"
+    assert client.session["_auth_user_id"] == str(user.pk)
+
+
 @pytest.mark.django_db
 def test_an_attempt_is_counted_before_its_password_is_checked(client, settings):
     """Counting first is what makes the limit exact under concurrency: an attempt that is
