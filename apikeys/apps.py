@@ -12,7 +12,10 @@ class ApiKeysConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from apikeys import checks, signin  # noqa: F401  (registers the checks and receivers)
+        from apikeys import checks, keycache, signin  # noqa: F401  (checks and receivers)
+        from apikeys.models import ApiKeyQuerySet
+
+        ApiKeyQuerySet.live_counts = keycache.merge_counts
 
 
 class AdminConfig(admin_apps.AdminConfig):

@@ -29,6 +29,13 @@ Every knob, with its default:
   present per window before further refusals answer 429; ``0`` switches the limit off.
 - ``MANAGEMENT_API_AUDIENCE`` (``None``): the audience an M2M token request may name;
   ``None`` means ``<scheme>://<host>/api`` of the request.
+- ``COUNTS_WRITE_BACK_INTERVAL`` (``1`` second, from 0.05 to 60): with Redis as the default
+  cache, verifications are counted in Redis and written back to the database in one batch
+  this often (``apikeys.keycache``); a Redis that loses its memory loses at most this much
+  of counts (plus a write-back in progress). Reads always add the counts not yet written.
+- ``COUNTS_WRITE_BACK_THREAD`` (``True``): each worker process runs the write-back in a
+  daemon thread (one of them at a time, through a Redis lock); ``False`` leaves it to
+  ``manage.py apikeys_write_back`` (run it from cron or a loop).
 - ``PORTAL_RETURN_URL_HOSTS`` (``[]``): hosts a portal link's ``return_url`` may point at
   (``"app.example.com"``, or ``".example.com"`` for a domain and its subdomains).
 - ``PORTAL_PUBLIC_URL`` (``None``): scheme and host portal links are built on; ``None``
@@ -76,6 +83,10 @@ DEFAULTS: dict[str, Any] = {
     "AUTHENTICATION_FAILURE_WINDOW": 60,
     # The audience an M2M token request may name; None: "<scheme>://<host>/api" of the request.
     "MANAGEMENT_API_AUDIENCE": None,
+    # With Redis: seconds between two write-backs of the verification counts kept in Redis
+    # into the database, and whether each worker runs them in a thread (apikeys.keycache).
+    "COUNTS_WRITE_BACK_INTERVAL": 1,
+    "COUNTS_WRITE_BACK_THREAD": True,
     # --- Self-serve portal (the ``portal`` app).
     # Hosts a portal link's ``return_url`` may point at: exact names ("app.example.com") or
     # a leading dot for a domain and its subdomains (".example.com"). Empty: no return_url
