@@ -123,13 +123,14 @@ end
 return {2, total}
 """
 
-# KEYS: epoch, generation, first generation   ARGV: new epoch token, seed generation
-# A missing epoch starts a new one; the generation never goes back.
+# KEYS: epoch, generation, first generation
+# ARGV: new epoch token, seed generation, '1' to replace an epoch that exists
+# A missing epoch starts a new one; generations are seeded only if Redis has none (a
+# replaced epoch keeps the counts not yet written back).
 _START_EPOCH: Final = """
 local epoch = redis.call('GET', KEYS[1])
 if epoch and ARGV[3] == '0' then return epoch end
-local current = tonumber(redis.call('GET', KEYS[2]) or '0')
-if current < tonumber(ARGV[2]) then
+if not redis.call('GET', KEYS[2]) then
   redis.call('SET', KEYS[2], ARGV[2])
   redis.call('SET', KEYS[3], ARGV[2])
 end
@@ -214,27 +215,31 @@ for i = 2, #ARGV, 3 do
   local id = ARGV[i]
   local total = tonumber(ARGV[i + 1])
   local gen = tonumber(ARGV[i + 2])
+  -- Times stay text on the way out (Lua would print a large number in exponent form).
   local t = 0
+  local t_text = '0'
   local ip = ''
   local base_gen = tonumber(redis.call('HGET', KEYS[4], id) or '-1')
   local base_count = tonumber(redis.call('HGET', KEYS[3], id) or '0')
   if base_gen > gen or (base_gen == gen and base_count > total) then
     total = base_count
     gen = base_gen
-    t = tonumber(redis.call('HGET', KEYS[5], id) or '0')
+    t_text = redis.call('HGET', KEYS[5], id) or '0'
+    t = tonumber(t_text)
     ip = redis.call('HGET', KEYS[6], id) or ''
   end
   for g = math.max(gen + 1, first), current do
     local counts = ARGV[1] .. 'c:' .. g
     total = total + tonumber(redis.call('HGET', counts, id) or '0')
-    local gt = tonumber(redis.call('HGET', counts, id .. ':t') or '0')
-    if gt > t then
-      t = gt
+    local gt_text = redis.call('HGET', counts, id .. ':t') or '0'
+    if tonumber(gt_text) > t then
+      t = tonumber(gt_text)
+      t_text = gt_text
       ip = redis.call('HGET', counts, id .. ':i') or ''
     end
   end
   out[#out + 1] = total
-  out[#out + 1] = tostring(t)
+  out[#out + 1] = t_text
   out[#out + 1] = ip
 end
 return out
@@ -577,6 +582,14 @@ def _bump(state: _Process, ids: list[str], when: str) -> None:
 
 
 # --------------------------------------------------------------------------- reads
+
+
+def live_count(key_id: str, count: int, generation: int) -> int:
+    """The total count of a key whose row says ``count`` at ``generation``: plus the counts
+    in Redis not yet written back (the row's count as it is without Redis)."""
+    key = ApiKey(id=key_id, verification_count=count, counts_generation=generation)
+    merge_counts([key])
+    return int(key.verification_count)
 
 
 def merge_counts(keys: Iterable[ApiKey]) -> None:
