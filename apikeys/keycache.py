@@ -61,6 +61,7 @@ import redis
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from apikeys import conf
 from apikeys.models import ApiKey
@@ -498,9 +499,9 @@ def _fill(state: _Process, key_digest: str) -> Entry | None:
     key_id = rows.values_list("id", flat=True).first()
     if key_id is None:
         return None
+    pipe: Any = state.client.pipeline(transaction=False)
     epoch, version, pending = (
-        state.client.pipeline(transaction=False)
-        .get(state.k_epoch)
+        pipe.get(state.k_epoch)
         .get(state.prefix + "v:" + key_id)
         .exists(state.prefix + "p:" + key_id)
         .execute()
@@ -759,15 +760,13 @@ def _micros(when: datetime) -> int:
 
 
 def _aware(value: Any) -> datetime | None:
+    """A datetime read by raw SQL: SQLite hands back naive UTC text, PostgreSQL a datetime."""
     if value is None:
         return None
-    if not isinstance(value, datetime):
-        from django.utils.dateparse import parse_datetime
-
-        value = parse_datetime(str(value))
-    if value is not None and timezone.is_naive(value):
-        value = value.replace(tzinfo=UTC)
-    return value
+    when: datetime | None = value if isinstance(value, datetime) else parse_datetime(str(value))
+    if when is not None and timezone.is_naive(when):
+        when = when.replace(tzinfo=UTC)
+    return when
 
 
 def _text(value: Any) -> str:
