@@ -52,7 +52,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -80,6 +80,9 @@ MAX_ENTRIES: Final = 100_000
 ORPHAN_MS: Final = 300_000
 # Socket timeouts: a Redis that does not answer is a Redis that is down.
 SOCKET_TIMEOUT: Final = 0.5
+# The write-back lock's lifetime while a write-back runs, renewed after each generation: a
+# worker killed while holding it delays the next write-back by this much at most.
+LOCK_MS: Final = 10_000
 
 # Answers of the verify script.
 _NO_EPOCH: Final = 0
@@ -246,6 +249,12 @@ end
 return out
 """
 
+# KEYS: lock   ARGV: token   Release the lock if it is still ours.
+_LOCK_RELEASE: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 # KEYS: lock   ARGV: token, ms   Keep the lock for ms more if it is still ours.
 _LOCK_EXTEND: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -304,11 +313,16 @@ class _Process:
         self.finish_script = self.client.register_script(_FINISH)
         self.read_script = self.client.register_script(_READ)
         self.lock_extend_script = self.client.register_script(_LOCK_EXTEND)
+        self.lock_release_script = self.client.register_script(_LOCK_RELEASE)
         self.entries: dict[str, Entry] = {}
+        # Digest -> key id: never changes (digests are unique), so a key read again after a
+        # change costs one database read, not two.
+        self.ids: dict[str, str] = {}
         self.down_until = 0.0
         # After an error, the epoch is replaced before Redis is trusted again.
         self.owe_new_epoch = False
         self.writer: threading.Thread | None = None
+        self.stop_writer = threading.Event()
         self.lock = threading.Lock()
         p = prefix
         self.k_epoch = p + "epoch"
@@ -456,7 +470,7 @@ def _verify(
         elif int(answer[3]):
             return None  # a write of this key is in progress: the database decides
         entry = None
-    return None  # pragma: no cover - the key changed three times during one verification
+    return None  # the key changed three times during one verification: the database decides
 
 
 def outcome(entry: Entry, audience: str | None, now: datetime) -> str | None:
@@ -495,10 +509,12 @@ def _fill(state: _Process, key_digest: str) -> Entry | None:
     rules). None if no key has this digest, or a write of it is in progress."""
     from django.db.models import Q
 
-    rows = ApiKey.objects.filter(Q(digest=key_digest) | Q(previous_digest=key_digest))
-    key_id = rows.values_list("id", flat=True).first()
+    key_id = state.ids.get(key_digest)
     if key_id is None:
-        return None
+        rows = ApiKey.objects.filter(Q(digest=key_digest) | Q(previous_digest=key_digest))
+        key_id = rows.values_list("id", flat=True).first()
+        if key_id is None:
+            return None
     pipe: Any = state.client.pipeline(transaction=False)
     epoch, version, pending = (
         pipe.get(state.k_epoch)
@@ -512,7 +528,7 @@ def _fill(state: _Process, key_digest: str) -> Entry | None:
     if pending:
         return None
     row = ApiKey.objects.filter(pk=key_id).values_list(*_FILL_COLUMNS).first()
-    if row is None:  # pragma: no cover - keys are never deleted
+    if row is None:  # deleted since its id was read
         return None
     values = dict(zip(_FILL_COLUMNS, row, strict=True))
     from apikeys import crypto
@@ -545,7 +561,9 @@ def _fill(state: _Process, key_digest: str) -> Entry | None:
     )
     if len(state.entries) >= MAX_ENTRIES:
         state.entries.clear()
+        state.ids.clear()
     state.entries[key_digest] = entry
+    state.ids[key_digest] = entry.key_id
     return entry
 
 
@@ -564,7 +582,7 @@ def invalidate(key_ids: Sequence[str]) -> None:
     connection = transaction.get_connection()
     if connection.in_atomic_block:
         transaction.on_commit(lambda: _bump(state, ids, "after"))
-    else:  # pragma: no cover - services call this inside their transaction
+    else:  # outside a transaction: the change is already committed
         _bump(state, ids, "after")
 
 
@@ -572,7 +590,10 @@ def _bump(state: _Process, ids: list[str], when: str) -> None:
     keys: list[str] = []
     for key_id in ids:
         keys += [state.prefix + "v:" + key_id, state.prefix + "p:" + key_id]
-        for digest in [d for d, e in state.entries.items() if e.key_id == key_id]:
+    changed = set(ids)
+    # list() copies in one step (the write-back thread may clear the dict meanwhile).
+    for digest, entry in list(state.entries.items()):
+        if entry.key_id in changed:
             state.entries.pop(digest, None)
     try:
         state.bump_script(keys=keys, args=[when, PENDING_MS])
@@ -631,9 +652,12 @@ def merge_counts(keys: Iterable[ApiKey]) -> None:
 # --------------------------------------------------------------------------- write-back
 
 
-def write_back() -> int:
+def write_back(renew: Callable[[], object] | None = None) -> int:
     """Fold the counts in Redis into the database; the number of keys written. Safe to run
-    at any time, twice, or concurrently (see the module's rules)."""
+    at any time, twice, or concurrently (see the module's rules); the worker threads and
+    ``manage.py apikeys_write_back`` run it under one Redis lock all the same
+    (:func:`write_back_if_due`, :func:`write_back_now`), so one runs at a time. ``renew``
+    is called after each generation (to keep the lock)."""
     state = _state()
     if state is None:
         return 0
@@ -641,6 +665,8 @@ def write_back() -> int:
     written = 0
     for gen in gens:
         written += _write_generation(state, int(gen))
+        if renew is not None:
+            renew()
     return written
 
 
@@ -727,29 +753,73 @@ def start_writer() -> None:
             state.writer.start()
 
 
-def _writer_loop(state: _Process) -> None:  # pragma: no cover - runs in server processes
-    while True:
-        interval = float(conf.get("COUNTS_WRITE_BACK_INTERVAL"))
-        time.sleep(interval)
+def _writer_loop(state: _Process) -> None:
+    """The write-back thread: a tick every interval until ``state.stop_writer`` is set."""
+    while not state.stop_writer.wait(float(conf.get("COUNTS_WRITE_BACK_INTERVAL"))):
         try:
-            write_back_if_due(state, interval)
-        except Exception:
-            logger.exception("Writing verification counts back failed; retrying.")
+            writer_tick(state)
         finally:
-            connections.close_all()
+            connections.close_all()  # this thread's own connections
+
+
+def writer_tick(state: _Process) -> None:
+    """One tick of the write-back thread: first pay this process's debt of a new epoch
+    (a change it made could not reach Redis: replace the epoch as soon as Redis answers,
+    even if this worker serves no request), then write back if no worker did within the
+    interval. Errors are logged and the next tick tries again."""
+    try:
+        if state.owe_new_epoch:
+            _new_epoch(state, replace=True)
+            state.down_until = 0.0
+        write_back_if_due(state, float(conf.get("COUNTS_WRITE_BACK_INTERVAL")))
+    except Exception:
+        logger.exception("Writing verification counts back failed; retrying.")
+
+
+def _lock(state: _Process) -> tuple[str, Callable[[], object]] | None:
+    """Take the write-back lock for LOCK_MS: its token and a function that renews it; None
+    if another process holds it."""
+    token = secrets.token_hex(8)
+    if not state.client.set(state.k_lock, token, nx=True, px=LOCK_MS):
+        return None
+
+    def renew() -> object:
+        return state.lock_extend_script(keys=[state.k_lock], args=[token, LOCK_MS])
+
+    return token, renew
 
 
 def write_back_if_due(state: _Process, interval: float) -> bool:
-    """Write back if no worker has done so within ``interval`` (a Redis lock)."""
-    token = secrets.token_hex(8)
-    if not state.client.set(state.k_lock, token, nx=True, px=60_000):
+    """Write back if no worker has done so within ``interval`` (the Redis lock)."""
+    taken = _lock(state)
+    if taken is None:
         return False
+    token, renew = taken
     try:
-        write_back()
+        write_back(renew)
     finally:
         # Held one interval from now: the next write-back is due then.
         state.lock_extend_script(keys=[state.k_lock], args=[token, int(interval * 1000)])
     return True
+
+
+def write_back_now(wait: float = LOCK_MS / 1000 + 5) -> int:
+    """Write back now, under the workers' lock (waiting up to ``wait`` seconds for it: a
+    write-back in progress ends, and a lock left by a killed worker expires, within
+    LOCK_MS); the number of keys written. For ``manage.py apikeys_write_back``."""
+    state = _state()
+    if state is None:
+        return 0
+    deadline = time.monotonic() + wait
+    while (taken := _lock(state)) is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError("The write-back lock stayed taken; try again.")
+        time.sleep(0.05)
+    token, renew = taken
+    try:
+        return write_back(renew)
+    finally:
+        state.lock_release_script(keys=[state.k_lock], args=[token])
 
 
 # --------------------------------------------------------------------------- helpers

@@ -1,13 +1,14 @@
 """``manage.py apikeys_write_back``: write the verification counts kept in Redis back to the
-database now (``apikeys.keycache.write_back``). Workers do it by themselves every
+database now (``apikeys.keycache.write_back_now``). Workers do it by themselves every
 ``COUNTS_WRITE_BACK_INTERVAL``; this is for an explicit flush (before a Redis maintenance,
-in a test, or from cron with ``COUNTS_WRITE_BACK_THREAD`` off). Safe to run at any time."""
+in a test, or from cron with ``COUNTS_WRITE_BACK_THREAD`` off). It takes the workers' lock,
+so it never runs at the same time as their write-back. Safe to run at any time."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from apikeys import keycache
 
@@ -16,5 +17,8 @@ class Command(BaseCommand):
     help = "Write the verification counts kept in Redis back to the database now."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        written = keycache.write_back()
+        try:
+            written = keycache.write_back_now()
+        except TimeoutError as exc:
+            raise CommandError(str(exc)) from exc
         self.stdout.write(f"Wrote back the counts of {written} key(s).")
