@@ -47,6 +47,7 @@ Redis Cluster and two deployments sharing a Redis never mix their keys.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import secrets
@@ -59,7 +60,9 @@ from typing import Any, Final
 
 import redis
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -286,6 +289,8 @@ class Entry:
     version: str
     count: int
     generation: int
+    # The verify script's KEYS for this key, built once when the entry is read.
+    script_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +299,22 @@ class Counted:
 
     entry: Entry
     total: int
+
+
+class _Script:
+    """A Lua script run by its SHA-1 (sent once more after a NOSCRIPT, as after a Redis
+    restart): the verify script's few microseconds without redis-py's ``Script`` wrapper."""
+
+    def __init__(self, client: redis.Redis, source: str) -> None:
+        self.execute: Any = client.execute_command
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+    def __call__(self, *, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return self.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            return self.execute("EVAL", self.source, len(keys), *keys, *args)
 
 
 class _Process:
@@ -306,7 +327,7 @@ class _Process:
         self.client: redis.Redis = redis.Redis.from_url(
             url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT
         )
-        self.verify_script = self.client.register_script(_VERIFY)
+        self.verify_script = _Script(self.client, _VERIFY)
         self.start_epoch_script = self.client.register_script(_START_EPOCH)
         self.bump_script = self.client.register_script(_BUMP)
         self.seal_script = self.client.register_script(_SEAL)
@@ -357,14 +378,22 @@ def _prefix() -> str:
 def _state() -> _Process | None:
     """This process's state, or None when Redis is not configured."""
     global _process
+    state = _process
+    if state is not None and state.pid == os.getpid():
+        return state  # the hot path: settings changes reset _process (_settings_changed)
     url = redis_url()
     if url is None:
         return None
-    state = _process
-    prefix = _prefix()
-    if state is None or state.pid != os.getpid() or state.url != url or state.prefix != prefix:
-        state = _process = _Process(url, prefix)
+    state = _process = _Process(url, _prefix())
     return state
+
+
+@receiver(setting_changed)
+def _settings_changed(*, setting: str, **kwargs: Any) -> None:
+    """Another cache or database (tests, override_settings): start again from them."""
+    global _process
+    if setting in ("CACHES", "DATABASES"):
+        _process = None
 
 
 def _usable() -> _Process | None:
@@ -440,15 +469,7 @@ def _verify(
             # Final: a revoked key never comes back, a replaced secret neither.
             return entry, None
         answer = state.verify_script(
-            keys=[
-                state.k_epoch,
-                state.prefix + "v:" + entry.key_id,
-                state.prefix + "p:" + entry.key_id,
-                state.k_gen,
-                state.k_first,
-                state.k_base_count,
-                state.k_base_gen,
-            ],
+            keys=entry.script_keys,
             args=[
                 entry.epoch,
                 entry.version,
@@ -558,6 +579,15 @@ def _fill(state: _Process, key_digest: str) -> Entry | None:
         version=_text(version) if version is not None else "0",
         count=int(values["verification_count"]),
         generation=int(values["counts_generation"]),
+        script_keys=(
+            state.k_epoch,
+            state.prefix + "v:" + key_id,
+            state.prefix + "p:" + key_id,
+            state.k_gen,
+            state.k_first,
+            state.k_base_count,
+            state.k_base_gen,
+        ),
     )
     if len(state.entries) >= MAX_ENTRIES:
         state.entries.clear()

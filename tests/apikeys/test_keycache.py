@@ -597,3 +597,10 @@ def test_without_server_side_binding_the_usual_cursor_serves(db, monkeypatch) ->
     with verification._verify_cursor(connection) as cursor:
         cursor.execute("SELECT 1")
         assert cursor.fetchone() == (1,)
+
+
+def test_a_redis_that_forgot_its_scripts_is_sent_them_again(fast, issued_key) -> None:
+    digest = digest_of(issued_key)
+    keycache.verify(digest, None, None, timezone.now())
+    fast.script_flush()
+    assert keycache.verify(digest, None, None, timezone.now())[1] == 2
