@@ -833,6 +833,16 @@ def write_back_if_due(state: _Process, interval: float) -> bool:
     return True
 
 
+def new_epoch() -> bool:
+    """Replace Redis's epoch now: every worker reads every key again from the database
+    (after a write that could not reach Redis, see the README). False without Redis."""
+    state = _state()
+    if state is None:
+        return False
+    _new_epoch(state, replace=True)
+    return True
+
+
 def write_back_now(wait: float = LOCK_MS / 1000 + 5) -> int:
     """Write back now, under the workers' lock (waiting up to ``wait`` seconds for it: a
     write-back in progress ends, and a lock left by a killed worker expires, within

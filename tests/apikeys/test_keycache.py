@@ -51,6 +51,7 @@ def test_without_redis_keycache_steps_aside(issued_key, settings) -> None:
     keycache.invalidate([issued_key.api_key.id])  # nothing to do, no error
     assert keycache.write_back() == 0
     assert keycache.write_back_now() == 0
+    assert keycache.new_epoch() is False
     assert keycache.live_count("x", 7, 0) == 7
 
 
@@ -85,6 +86,7 @@ def test_counts_are_exact_before_and_after_write_back(fast, issued_key) -> None:
     assert ApiKey.objects.get(pk=issued_key.api_key.pk).verification_count == 3
     assert keycache.write_back() == 0
     assert keycache.write_back_now() == 0
+    assert keycache.new_epoch() is False
     assert keycache.live_count("x", 7, 0) == 7
     _, total = keycache.verify(digest, None, None, timezone.now())
     assert total == 4
@@ -207,6 +209,7 @@ def test_counts_of_a_row_not_visible_yet_wait_for_the_next_write_back(
     monkeypatch.setattr(keycache, "_apply", lambda gen, updates: [])
     assert keycache.write_back() == 0
     assert keycache.write_back_now() == 0
+    assert keycache.new_epoch() is False
     assert keycache.live_count("x", 7, 0) == 7
     monkeypatch.undo()
     assert keycache.write_back() == 1
@@ -604,3 +607,20 @@ def test_a_redis_that_forgot_its_scripts_is_sent_them_again(fast, issued_key) ->
     keycache.verify(digest, None, None, timezone.now())
     fast.script_flush()
     assert keycache.verify(digest, None, None, timezone.now())[1] == 2
+
+
+def test_write_back_command_can_make_every_worker_read_every_key_again(fast, issued_key) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    digest = digest_of(issued_key)
+    keycache.verify(digest, None, None, timezone.now())
+    epoch = fast.get(keycache._state().k_epoch)
+    ApiKey.objects.filter(pk=issued_key.api_key.pk).update(status=ApiKey.Status.REVOKED)
+    out = StringIO()
+    call_command("apikeys_write_back", "--new-epoch", stdout=out)
+    assert "Replaced the epoch" in out.getvalue()
+    assert fast.get(keycache._state().k_epoch) != epoch
+    entry, total = keycache.verify(digest, None, None, timezone.now())
+    assert (entry.status, total) == ("revoked", None)

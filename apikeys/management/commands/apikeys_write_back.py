@@ -2,7 +2,11 @@
 database now (``apikeys.keycache.write_back_now``). Workers do it by themselves every
 ``COUNTS_WRITE_BACK_INTERVAL``; this is for an explicit flush (before a Redis maintenance,
 in a test, or from cron with ``COUNTS_WRITE_BACK_THREAD`` off). It takes the workers' lock,
-so it never runs at the same time as their write-back. Safe to run at any time."""
+so it never runs at the same time as their write-back. Safe to run at any time.
+
+``--new-epoch`` also replaces Redis's epoch, so that every worker reads every key again from
+the database: after a key-state change that could not reach Redis from its worker while
+other workers could (README, "When Redis fails")."""
 
 from __future__ import annotations
 
@@ -16,7 +20,16 @@ from apikeys import keycache
 class Command(BaseCommand):
     help = "Write the verification counts kept in Redis back to the database now."
 
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument(
+            "--new-epoch",
+            action="store_true",
+            help="Also make every worker read every key again from the database.",
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["new_epoch"] and keycache.new_epoch():
+            self.stdout.write("Replaced the epoch: every worker reads every key again.")
         try:
             written = keycache.write_back_now()
         except TimeoutError as exc:
