@@ -568,8 +568,8 @@ def _fill(state: _Process, key_digest: str) -> Entry | None:
     entry = Entry(
         key_id=values["id"],
         status=status,
-        valid_until=_aware(valid_until),
-        expires_at=_aware(values["expires_at"]),
+        valid_until=aware_datetime(valid_until),
+        expires_at=aware_datetime(values["expires_at"]),
         audience=values["audience"],
         scopes=tuple(values["scope_keys"].split()),
         org_code=values["org_code"] or None,
@@ -760,7 +760,7 @@ def _apply(
     with db.cursor() as cursor:
         cursor.executemany(sql, params)
     return [
-        (r[0], int(r[1]), int(r[2]), _aware(r[3]), r[4])
+        (r[0], int(r[1]), int(r[2]), aware_datetime(r[3]), r[4])
         for r in ApiKey.objects.filter(pk__in=[u[0] for u in updates]).values_list(
             "id", "verification_count", "counts_generation", "last_verified_on", "last_verified_ip"
         )
@@ -869,7 +869,7 @@ def _micros(when: datetime) -> int:
     return int(when.timestamp() * 1_000_000)
 
 
-def _aware(value: Any) -> datetime | None:
+def aware_datetime(value: Any) -> datetime | None:
     """A datetime read by raw SQL: SQLite hands back naive UTC text, PostgreSQL a datetime."""
     if value is None:
         return None

@@ -7,13 +7,12 @@ call :func:`api_key_verify`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Q
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from apikeys import crypto, keycache
 from apikeys.models import ApiKey
@@ -111,7 +110,7 @@ def api_key_verify(*, key: Any, audience: str | None = None, ip: str | None = No
             user_id=values["user_public_id"] or None,
             api_id=values["api_public_id"],
             audience=values["audience"],
-            expires_at=_as_datetime(values["expires_at"]),
+            expires_at=keycache.aware_datetime(values["expires_at"]),
             last_verified_on=now,
             # With Redis, counts not yet written back are added (one more Redis round trip,
             # on this slower path only); without it, the row's count as it is.
@@ -183,7 +182,8 @@ def _count_valid_verification(
         params["audience"] = audience
     with _verify_cursor(db) if postgresql else db.cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.fetchone()
+        row: tuple[Any, ...] | None = cursor.fetchone()
+        return row
 
 
 def _verify_cursor(db: Any) -> Any:
@@ -206,7 +206,9 @@ def _verify_cursor(db: Any) -> Any:
     db.ensure_connection()
     db.validate_thread_sharing()
     with db.wrap_database_errors:
-        raw = ServerBindingCursor(db.connection)
+        # (django-stubs declare it without the connection argument it takes.)
+        cursor_class: Any = ServerBindingCursor
+        raw = cursor_class(db.connection)
     return db.make_debug_cursor(raw) if db.queries_logged else db.make_cursor(raw)
 
 
@@ -283,14 +285,3 @@ def _explain_failure(key_digest: str, audience: str | None, now: datetime) -> Ve
         return Verification(code=Verification.WRONG_AUDIENCE, key_id=candidate.id, status="active")
     # The key changed between the two statements (rotated or revoked meanwhile): refuse.
     return _INVALID
-
-
-def _as_datetime(value: Any) -> datetime | None:
-    """A datetime read by raw SQL: SQLite hands back naive UTC text, PostgreSQL a datetime."""
-    if value is None:
-        return None
-    if not isinstance(value, datetime):
-        value = parse_datetime(str(value))
-    if value is not None and timezone.is_naive(value):
-        value = value.replace(tzinfo=UTC)
-    return value
