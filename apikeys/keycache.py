@@ -131,13 +131,16 @@ return {2, total}
 """
 
 # KEYS: epoch, generation, first generation
-# ARGV: new epoch token, seed generation, '1' to replace an epoch that exists
+# ARGV: new epoch token, seed generation ('' if not read yet), '1' to replace an epoch that
+#       exists
 # A missing epoch starts a new one; generations are seeded only if Redis has none (a
-# replaced epoch keeps the counts not yet written back).
+# replaced epoch keeps the counts not yet written back). Answer: the epoch, or false when a
+# seed is needed and was not given (the caller reads the rows and asks again).
 _START_EPOCH: Final = """
 local epoch = redis.call('GET', KEYS[1])
 if epoch and ARGV[3] == '0' then return epoch end
 if not redis.call('GET', KEYS[2]) then
+  if ARGV[2] == '' then return false end
   redis.call('SET', KEYS[2], ARGV[2])
   redis.call('SET', KEYS[3], ARGV[2])
 end
@@ -418,16 +421,19 @@ def _failed(state: _Process, doing: str) -> None:
 
 
 def _new_epoch(state: _Process, *, replace: bool) -> str:
-    """Start an epoch if Redis has none (``replace``: in any case). Generations start from
-    the clock in milliseconds, past any a row has recorded."""
-    recorded = ApiKey.objects.order_by("-counts_generation").values_list(
-        "counts_generation", flat=True
-    )
-    seed = max(int(time.time() * 1000), (recorded.first() or 0) + 1)
-    epoch = state.start_epoch_script(
-        keys=[state.k_epoch, state.k_gen, state.k_first],
-        args=[secrets.token_hex(8), seed, "1" if replace else "0"],
-    )
+    """Start an epoch if Redis has none (``replace``: in any case). Generations, if Redis
+    has none (it lost its memory), start from the clock in milliseconds, past any a row has
+    recorded: read from the rows only then (a scan of the table, once per memory loss)."""
+    keys = [state.k_epoch, state.k_gen, state.k_first]
+    token = secrets.token_hex(8)
+    mode = "1" if replace else "0"
+    epoch = state.start_epoch_script(keys=keys, args=[token, "", mode])
+    if epoch is None:
+        recorded = ApiKey.objects.order_by("-counts_generation").values_list(
+            "counts_generation", flat=True
+        )
+        seed = max(int(time.time() * 1000), (recorded.first() or 0) + 1)
+        epoch = state.start_epoch_script(keys=keys, args=[token, seed, mode])
     state.owe_new_epoch = False
     state.entries.clear()
     return epoch.decode() if isinstance(epoch, bytes) else str(epoch)

@@ -614,3 +614,16 @@ def test_write_back_command_can_make_every_worker_read_every_key_again(fast, iss
     assert fast.get(keycache._state().k_epoch) != epoch
     entry, total = keycache.verify(digest, None, None, timezone.now())
     assert (entry.status, total) == ("revoked", None)
+
+
+def test_a_new_epoch_reads_the_rows_only_when_redis_lost_its_generations(
+    fast, issued_key, django_assert_num_queries
+) -> None:
+    keycache.verify(digest_of(issued_key), None, None, timezone.now())
+    state = keycache._state()
+    with django_assert_num_queries(0):
+        assert keycache.new_epoch()
+    fast.flushdb()
+    with django_assert_num_queries(1):
+        assert keycache.new_epoch()
+    assert int(fast.get(state.k_gen)) >= 1
