@@ -15,7 +15,8 @@ class ApiKeysConfig(AppConfig):
         from django.db.models.signals import post_delete
         from oauth2_provider.models import get_access_token_model
 
-        from apikeys import checks, signin, tokencache  # noqa: F401  (registers the checks and receivers)
+        from apikeys import checks, keycache, signin, tokencache  # noqa: F401  (checks, receivers)
+        from apikeys.models import ApiKeyQuerySet
 
         # A deleted token, however it is deleted, is refused at once by every worker's cache.
         post_delete.connect(
@@ -23,6 +24,8 @@ class ApiKeysConfig(AppConfig):
             sender=get_access_token_model(),
             dispatch_uid="apikeys.tokencache.forget_deleted_token",
         )
+        # Keys read anywhere carry the verifications counted in Redis and not yet written back.
+        ApiKeyQuerySet.live_counts = keycache.merge_counts
 
 
 class AdminConfig(admin_apps.AdminConfig):

@@ -140,8 +140,37 @@ _KNOBS_WITH_OWN_RULES = frozenset(
         "PORTAL_LOGIN_MAX_FAILURES_PER_ACCOUNT",
         "PORTAL_LOGIN_LOCKOUT_SECONDS",
         "SECRET_SCANNING_PUBLIC_KEYS",
+        "COUNTS_WRITE_BACK_INTERVAL",
     }
 )
+
+# Shortest and longest write-back interval: more often than 20 times a second would make
+# the write-back itself the database's load; a minute of counts is the most a Redis that
+# loses its memory may take with it.
+MIN_WRITE_BACK_INTERVAL = 0.05
+MAX_WRITE_BACK_INTERVAL = 60
+
+
+@register(Tags.security)
+def check_write_back_interval(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """``COUNTS_WRITE_BACK_INTERVAL``: seconds, a number within the bounds above."""
+    if not isinstance(getattr(settings, "APIKEYS", {}), Mapping):
+        return []  # reported once, as apikeys.E005, by check_apikeys_settings
+    value = get("COUNTS_WRITE_BACK_INTERVAL")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not MIN_WRITE_BACK_INTERVAL <= value <= MAX_WRITE_BACK_INTERVAL
+    ):
+        return [
+            Error(
+                "APIKEYS['COUNTS_WRITE_BACK_INTERVAL'] must be a number of seconds from "
+                f"{MIN_WRITE_BACK_INTERVAL} to {MAX_WRITE_BACK_INTERVAL}.",
+                hint="The default, 1, writes the counts kept in Redis back every second.",
+                id="apikeys.E009",
+            )
+        ]
+    return []
 
 
 def _kind_problem(value: Any, default: Any) -> str | None:

@@ -32,6 +32,13 @@ Every knob, with its default:
 - ``M2M_TOKEN_CACHE_SECONDS`` (``60``): with Redis as the default cache, how long a worker
   may keep an M2M access token it has checked (``apikeys.tokencache``); every change to the
   application is honoured at once regardless, through Redis. ``0`` switches the cache off.
+- ``COUNTS_WRITE_BACK_INTERVAL`` (``1`` second, from 0.05 to 60): with Redis as the default
+  cache, verifications are counted in Redis and written back to the database in one batch
+  this often (``apikeys.keycache``); a Redis that loses its memory loses at most this much
+  of counts (plus a write-back in progress). Reads always add the counts not yet written.
+- ``COUNTS_WRITE_BACK_THREAD`` (``True``): each worker process runs the write-back in a
+  daemon thread (one of them at a time, through a Redis lock); ``False`` leaves it to
+  ``manage.py apikeys_write_back`` (run it from cron or a loop).
 - ``PORTAL_RETURN_URL_HOSTS`` (``[]``): hosts a portal link's ``return_url`` may point at
   (``"app.example.com"``, or ``".example.com"`` for a domain and its subdomains).
 - ``PORTAL_PUBLIC_URL`` (``None``): scheme and host portal links are built on; ``None``
@@ -87,6 +94,10 @@ DEFAULTS: dict[str, Any] = {
     # (apikeys.tokencache). Changes to an application apply at once anyway (a version in
     # Redis); this bounds only what Redis cannot cover. 0: no cache.
     "M2M_TOKEN_CACHE_SECONDS": 60,
+    # With Redis: seconds between two write-backs of the verification counts kept in Redis
+    # into the database, and whether each worker runs them in a thread (apikeys.keycache).
+    "COUNTS_WRITE_BACK_INTERVAL": 1,
+    "COUNTS_WRITE_BACK_THREAD": True,
     # --- Self-serve portal (the ``portal`` app).
     # Hosts a portal link's ``return_url`` may point at: exact names ("app.example.com") or
     # a leading dot for a domain and its subdomains (".example.com"). Empty: no return_url

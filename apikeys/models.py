@@ -7,7 +7,8 @@ Models hold fields, constraints and cheap properties. Every write goes through
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
@@ -192,6 +193,28 @@ class Scope(models.Model):
 
 
 class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
+    """Keys as every reader should see them: with the verifications counted since the last
+    write-back added (``apikeys.keycache`` installs :attr:`live_counts` when it is in use),
+    so ``verification_count``, ``last_verified_on`` and ``last_verified_ip`` read exact in
+    the API, the admin and the portal. Rows locked for a write are left as stored."""
+
+    # Called with the fetched keys; set by apikeys.apps (an extension point, so that this
+    # lowest layer imports nothing above it).
+    live_counts: ClassVar[Callable[[list[Any]], None] | None] = None
+
+    def _fetch_all(self) -> None:
+        fresh = self._result_cache is None
+        super()._fetch_all()
+        merge = type(self).live_counts
+        if (
+            fresh
+            and merge is not None
+            and self._result_cache
+            and not self.query.select_for_update
+            and issubclass(self._iterable_class, models.query.ModelIterable)
+        ):
+            merge(self._result_cache)
+
     def visible_to(self, user: Any) -> ApiKeyQuerySet:
         """Keys a portal user may see: their own, and those of organizations where one of
         their roles grants ``read:org:authentication``."""
@@ -289,12 +312,18 @@ class ApiKey(models.Model):
         "last verified IP", null=True, blank=True, editable=False
     )
     verification_count = models.PositiveBigIntegerField(default=0, editable=False)
+    # The last generation of counts written back from Redis into the three fields above
+    # (apikeys.keycache): a generation is added to a row once, and a reader adds only the
+    # generations after it.
+    counts_generation = models.PositiveBigIntegerField(default=0, editable=False)
 
     objects = ApiKeyQuerySet.as_manager()
 
     class Meta:
         verbose_name = "API key"
         ordering = ["-id"]
+        # refresh_from_db() and related lookups read live counts too (ApiKeyQuerySet).
+        base_manager_name = "objects"
         constraints = [
             # Exactly one owner, named by its public code (kept after the owner is deleted).
             models.CheckConstraint(

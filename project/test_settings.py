@@ -23,3 +23,9 @@ STORAGES = {
     **STORAGES,
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+
+# With Redis, verification counts are written back by `manage.py apikeys_write_back` or by a
+# test that calls apikeys.keycache.write_back(): a background thread in a test process would
+# reach the test database from outside the test's transaction (the servers the reliability
+# tests start keep the thread, as production does).
+APIKEYS["COUNTS_WRITE_BACK_THREAD"] = False

@@ -87,3 +87,14 @@ def make_client(db) -> Callable[..., APIClient]:
         return client
 
     return make
+
+
+@pytest.fixture
+def database_path(settings) -> None:
+    """Verification on the database alone, as without Redis (a local-memory cache): for the
+    tests of that path's own statements, and of rows changed behind the services' back
+    (apikeys.keycache's tests cover the Redis path)."""
+    settings.CACHES = {
+        **settings.CACHES,
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    }

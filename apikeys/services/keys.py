@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from apikeys import conf, crypto
+from apikeys import conf, crypto, keycache
 from apikeys import exceptions as errors
 from apikeys.models import Api, ApiKey, AuditEvent, Organization, Scope
 from apikeys.services._shared import Action, check_text, hashing_secret, hold_owner
@@ -155,6 +155,7 @@ def api_key_rotate(*, api_key: ApiKey, grace_seconds: int = 0, actor: Actor) -> 
         locked.key_prefix = crypto.display_prefix(plaintext)
         locked.key_suffix = crypto.display_suffix(plaintext)
         locked.rotated_on = now
+        keycache.invalidate([locked.pk])
         locked.save(
             update_fields=[
                 "digest",
@@ -198,6 +199,7 @@ def api_key_revoke(
         locked.revoked_on = timezone.now()
         locked.previous_digest = None
         locked.previous_expires_at = None
+        keycache.invalidate([locked.pk])
         locked.save(
             update_fields=["status", "revoked_on", "previous_digest", "previous_expires_at"]
         )
@@ -231,6 +233,7 @@ def revoke_owned_keys(
         .values_list("pk", flat=True)
     )
     if ids:
+        keycache.invalidate(ids)
         ApiKey.objects.filter(pk__in=ids).update(
             status=ApiKey.Status.REVOKED,
             revoked_on=timezone.now(),

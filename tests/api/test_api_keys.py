@@ -284,7 +284,7 @@ def test_scope_ids_accept_ids_and_keys_and_may_be_empty(
     assert empty.status_code == HTTPStatus.CREATED
 
 
-def test_expiry_is_honoured(client_all, create_body):
+def test_expiry_is_honoured(database_path, client_all, create_body):
     soon = (timezone.now() + timedelta(days=1)).isoformat()
     response = client_all.post(
         "/api/v1/api_keys", {**create_body, "expires_at": soon}, format="json"
@@ -535,7 +535,7 @@ def test_verify_counts_ip_and_time(client_all, issued_key):
 
 
 def test_verify_is_at_most_two_queries_including_the_token(
-    client_all, issued_key, django_assert_max_num_queries
+    database_path, client_all, issued_key, django_assert_max_num_queries
 ):
     with django_assert_max_num_queries(2):
         assert verify(client_all, issued_key.plaintext)["is_valid"]

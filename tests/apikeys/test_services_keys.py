@@ -214,7 +214,7 @@ def test_revoked_key_fails_with_revoked_and_is_not_counted(issued_key, actor):
     assert ApiKey.objects.get(pk=issued_key.api_key.pk).verification_count == 0
 
 
-def test_expired_key_fails_with_expired(api, organization, actor):
+def test_expired_key_fails_with_expired(database_path, api, organization, actor):
     issued = services.api_key_issue(
         name="Soon",
         api=api,
@@ -251,13 +251,13 @@ def test_a_key_hashed_with_another_secret_does_not_verify(issued_key, settings):
     assert services.api_key_verify(key=issued_key.plaintext).code == Verification.INVALID
 
 
-def test_valid_verification_is_one_query(issued_key, django_assert_num_queries):
+def test_valid_verification_is_one_query(database_path, issued_key, django_assert_num_queries):
     with django_assert_num_queries(1):
         assert services.api_key_verify(key=issued_key.plaintext).is_valid
 
 
 def test_failed_verification_is_at_most_two_queries(
-    issued_key, actor, django_assert_max_num_queries
+    database_path, issued_key, actor, django_assert_max_num_queries
 ):
     services.api_key_revoke(api_key=issued_key.api_key, actor=actor)
     with django_assert_max_num_queries(2):
@@ -385,7 +385,9 @@ def test_failed_write_leaves_no_audit_event(api, organization, actor, monkeypatc
 
 
 @pytest.mark.django_db(transaction=True)
-def test_counts_commit_asynchronously_only_in_autocommit_and_only_on_postgresql(issued_key):
+def test_counts_commit_asynchronously_only_in_autocommit_and_only_on_postgresql(
+    database_path, issued_key
+):
     """The verify statement relaxes synchronous_commit for its own transaction on PostgreSQL;
     inside a caller's transaction it must not (that would relax the caller's writes too)."""
     from django.test.utils import CaptureQueriesContext
@@ -405,7 +407,9 @@ def test_counts_commit_asynchronously_only_in_autocommit_and_only_on_postgresql(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_count_is_visible_to_another_connection_as_soon_as_verify_returns(issued_key):
+def test_a_count_is_visible_to_another_connection_as_soon_as_verify_returns(
+    database_path, issued_key
+):
     from django.db import connections
 
     for expected in (1, 2, 3):

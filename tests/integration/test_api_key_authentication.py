@@ -65,7 +65,7 @@ def test_a_user_key_makes_request_user_the_owning_user(user_key, user):
 
 
 def test_a_user_key_costs_one_query_more_than_an_organization_key(
-    issued_key, user_key, django_assert_max_num_queries
+    database_path, issued_key, user_key, django_assert_max_num_queries
 ):
     with django_assert_max_num_queries(1):
         assert get("/whoami", issued_key.plaintext).status_code == HTTPStatus.OK

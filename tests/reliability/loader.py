@@ -62,7 +62,8 @@ def verify_once(port: int, token: str, key: str, client: int, label: str) -> Out
         raw = answer.read()
         headers = {k.lower(): v for k, v in answer.getheaders()}
         status = answer.status
-    except OSError:
+    except (OSError, http.client.HTTPException):
+        # No (whole) HTTP answer: refused, reset, or cut short by a worker killed mid-answer.
         return Outcome(client, label, started, time.monotonic(), 0, None, {})
     finally:
         connection.close()

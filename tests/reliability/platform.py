@@ -77,6 +77,15 @@ class Platform:
             count, status, last = cursor.fetchone()
         return {"verification_count": count, "status": status, "last_verified_on": last}
 
+    def written_row(self, key_id: str) -> dict[str, Any]:
+        """The key's row once the counts kept in Redis have been written back to it
+        (``apikeys_write_back``: with Redis, workers count there and write back every
+        interval; the row alone lags by up to one interval)."""
+        from tests.servers import manage
+
+        manage(self.service.env, "apikeys_write_back")
+        return self.row(key_id)
+
     def member(self, email: str) -> str:
         """A new user, member of the platform's organization; their id."""
         user_id = str(self.call("POST", "/api/v1/user", {"email": email})["id"])

@@ -105,7 +105,7 @@ def test_five_thousand_concurrent_verifications_count_exactly_five_thousand(
     # so no two concurrent verifications read the same count (no lost update).
     counts = sorted(o.body["verification_count"] for o in outcomes if o.body)
     assert counts == list(range(1, COUNT_STORM + 1))
-    row = platform.row(key_id)
+    row = platform.written_row(key_id)
     assert row["verification_count"] == COUNT_STORM
     assert row["last_verified_on"] is not None
     read = platform.call("GET", f"/api/v1/api_keys/{key_id}")
@@ -190,7 +190,7 @@ def test_rotation_mid_storm_refuses_the_old_secret_at_once_and_accepts_the_new(
     # Before the rotation returned, the old secret verified (the storm was running on it).
     assert any(o.is_valid for o in outcomes if o.label == "old" and o.ended < switch.returned_at)
     # Every success was counted, once, on the one row that both secrets name.
-    assert platform.row(key_id)["verification_count"] == sum(o.is_valid for o in outcomes)
+    assert platform.written_row(key_id)["verification_count"] == sum(o.is_valid for o in outcomes)
     print(
         f"\nrotate storm: {len(outcomes)} requests; after the rotation {len(old_after)} with the old "
         f"secret all refused, {len(new)} with the new all valid; count {sum(o.is_valid for o in outcomes)}"
@@ -211,7 +211,7 @@ def test_rotation_with_a_grace_period_mid_storm_keeps_both_secrets_valid(
     assert_every_request_answered(outcomes)
     assert after(outcomes, switch, "old") and after(outcomes, switch, "new")
     assert all(o.is_valid for o in outcomes), {o.code for o in outcomes}
-    assert platform.row(key_id)["verification_count"] == SWITCH_STORM
+    assert platform.written_row(key_id)["verification_count"] == SWITCH_STORM
     print(f"\ngrace storm: {len(outcomes)} requests, all valid, count {SWITCH_STORM}")
 
 
@@ -234,7 +234,7 @@ def test_revocation_mid_storm_refuses_the_key_at_once_on_every_worker(platform: 
         o.body["key_id"] == key_id and o.body["status"] == "revoked" for o in refused if o.body
     )
     assert any(o.is_valid for o in outcomes if o.ended < switch.returned_at)
-    row = platform.row(key_id)
+    row = platform.written_row(key_id)
     assert row["status"] == "revoked"
     assert row["verification_count"] == sum(o.is_valid for o in outcomes)
     print(

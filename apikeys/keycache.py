@@ -1,0 +1,892 @@
+"""The verification hot path on Redis: key state cached per worker, counts kept in Redis and
+written back to the database in batches. Used only when the default cache is Redis; without
+it (the embedded default) :func:`verify` answers ``None`` and verification takes the
+synchronous database path, unchanged.
+
+Rules of this module:
+
+- **One Redis round trip per verification of a known key, no database round trip.** The
+  worker holds the key's state (:class:`Entry`: id, scopes, owner, API, audience, expiry,
+  status, grace period of a previous secret) by digest. One Lua script (:data:`_VERIFY`)
+  checks that the entry is current, counts the verification and answers the key's total
+  count.
+- **Current means: same epoch, same version, nothing pending.** Every write that changes a
+  key's state (rotate, revoke, owner deletion: :func:`invalidate`) increments the key's
+  version in Redis and marks it *pending* before its transaction commits, and increments it
+  again and clears the mark once it has committed, before the call returns. A pending key
+  is verified on the database; an entry of another version is read again from the database.
+  An entry is filled by reading the version first and the row after it, so a row read
+  before a commit always carries a version older than the one after it. Redis's *epoch*
+  (a random token) is part of every check: if Redis loses its memory the epoch is gone, and
+  every worker's entries with it. Expiry needs no write: it is checked against the entry's
+  ``expires_at`` at every verification.
+- **Counts are exact, and counted once.** A verification adds to the current *generation*
+  of counts in Redis (``c:<generation>``: count, latest time and IP per key). The write-back
+  (:func:`write_back`, every ``COUNTS_WRITE_BACK_INTERVAL`` seconds by whichever worker takes
+  the lock, or ``manage.py apikeys_write_back``) seals the generation (new counts go to the
+  next), adds it to the rows in one transaction that also records the generation on each
+  row (``counts_generation``: a generation already recorded is never added again, so a
+  write-back that dies half-way is simply run again), then in one Lua script notes each
+  row's new totals in Redis (the *base*) and drops the generation. A row's count plus the
+  generations after the row's (or the base's) generation is the exact total at any moment:
+  :func:`merge_counts` does that for reads, :data:`_VERIFY` for the verify answer.
+- **Failures degrade, never lie.** Any Redis error: this worker verifies on the database
+  (exact) for :data:`BACKOFF_SECONDS`, then tries Redis again; before its next use of Redis
+  it replaces the epoch, so that no worker trusts an entry filled while a write may have
+  failed to reach Redis. A write that cannot reach Redis still commits (its change is
+  honoured by the database path of every worker that cannot reach Redis either).
+- **A Redis restart that loses its memory** loses the counts of the generations not yet
+  written back (at most one interval, plus a write-back in progress), never double-counts
+  (generations are numbered from the clock in milliseconds at each new epoch, so a new
+  generation is never one a row already recorded) and never accepts a revoked key (no
+  epoch, no entry is trusted).
+
+All keys live under one hash tag (``{apikeys:<database>}``), so they sit in one slot of a
+Redis Cluster and two deployments sharing a Redis never mix their keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import redis
+from django.core.signals import setting_changed
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.dispatch import receiver
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from apikeys import conf, redisconn
+from apikeys.models import ApiKey
+
+logger = logging.getLogger("apikeys.keycache")
+
+# After a Redis error, verify on the database this long before trying Redis again.
+BACKOFF_SECONDS: Final = 1.0
+# How long a key stays "pending" if the write that marked it never clears the mark (it
+# rolled back, or its process died): its verifications use the database meanwhile.
+PENDING_MS: Final = 30_000
+# Per-worker entries kept at most; past it the cache starts again empty.
+MAX_ENTRIES: Final = 100_000
+# Counts of a key the write-back cannot find (its row not committed yet) are kept for the
+# next write-back, for this long after their last verification.
+ORPHAN_MS: Final = 300_000
+# Socket timeouts: a Redis that does not answer is a Redis that is down.
+SOCKET_TIMEOUT: Final = 0.5
+# The write-back lock's lifetime while a write-back runs, renewed after each generation: a
+# worker killed while holding it delays the next write-back by this much at most.
+LOCK_MS: Final = 10_000
+
+# Answers of the verify script.
+_NO_EPOCH: Final = 0
+_STALE: Final = 1
+_COUNTED: Final = 2
+
+# KEYS: epoch, version, pending, generation, first generation not yet written back,
+#       base count, base generation
+# ARGV: epoch, version, key id, count (1/0), time (µs), ip, cached count, cached generation,
+#       prefix
+# Answer: {0} no epoch | {1, epoch, version, pending} stale | {2, total count}
+_VERIFY: Final = """
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then return {0} end
+local version = redis.call('GET', KEYS[2]) or '0'
+local pending = redis.call('EXISTS', KEYS[3])
+if epoch ~= ARGV[1] or version ~= ARGV[2] or pending == 1 then
+  return {1, epoch, version, pending}
+end
+local id = ARGV[3]
+local current = tonumber(redis.call('GET', KEYS[4]))
+if ARGV[4] == '1' then
+  local counts = ARGV[9] .. 'c:' .. current
+  redis.call('HINCRBY', counts, id, 1)
+  local t = tonumber(redis.call('HGET', counts, id .. ':t') or '0')
+  if tonumber(ARGV[5]) >= t then
+    redis.call('HSET', counts, id .. ':t', ARGV[5], id .. ':i', ARGV[6])
+  end
+end
+local total = tonumber(ARGV[7])
+local gen = tonumber(ARGV[8])
+local base_gen = tonumber(redis.call('HGET', KEYS[7], id) or '-1')
+local base_count = tonumber(redis.call('HGET', KEYS[6], id) or '0')
+if base_gen > gen or (base_gen == gen and base_count > total) then
+  total = base_count
+  gen = base_gen
+end
+local first = tonumber(redis.call('GET', KEYS[5]) or current)
+for g = math.max(gen + 1, first), current do
+  total = total + tonumber(redis.call('HGET', ARGV[9] .. 'c:' .. g, id) or '0')
+end
+return {2, total}
+"""
+
+# KEYS: epoch, generation, first generation
+# ARGV: new epoch token, seed generation ('' if not read yet), '1' to replace an epoch that
+#       exists
+# A missing epoch starts a new one; generations are seeded only if Redis has none (a
+# replaced epoch keeps the counts not yet written back). Answer: the epoch, or false when a
+# seed is needed and was not given (the caller reads the rows and asks again).
+_START_EPOCH: Final = """
+local epoch = redis.call('GET', KEYS[1])
+if epoch and ARGV[3] == '0' then return epoch end
+if not redis.call('GET', KEYS[2]) then
+  if ARGV[2] == '' then return false end
+  redis.call('SET', KEYS[2], ARGV[2])
+  redis.call('SET', KEYS[3], ARGV[2])
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
+"""
+
+# KEYS: version and pending, two per key   ARGV: 'before' | 'after', pending ms
+_BUMP: Final = """
+for i = 1, #KEYS, 2 do
+  redis.call('INCR', KEYS[i])
+  if ARGV[1] == 'before' then
+    redis.call('SET', KEYS[i + 1], '1', 'PX', ARGV[2])
+  else
+    redis.call('DEL', KEYS[i + 1])
+  end
+end
+return 1
+"""
+
+# KEYS: generation, first generation   Answer: the generations to write back, oldest first
+# (the current one is sealed: new counts go to the next).
+_SEAL: Final = """
+local current = redis.call('GET', KEYS[1])
+if not current then return {} end
+current = tonumber(current)
+local first = tonumber(redis.call('GET', KEYS[2]) or current)
+redis.call('SET', KEYS[1], current + 1)
+local gens = {}
+for g = first, current do gens[#gens + 1] = g end
+return gens
+"""
+
+# KEYS: counts of the generation, first generation, base count, base generation, base
+#       time, base ip, current generation
+# ARGV: generation, prefix, now (ms), then per written row: id, count, generation, time, ip;
+#       then '--', then the ids not found
+_FINISH: Final = """
+local g = tonumber(ARGV[1])
+local i = 4
+while ARGV[i] ~= '--' do
+  local id = ARGV[i]
+  local known = tonumber(redis.call('HGET', KEYS[4], id) or '-1')
+  local gen = tonumber(ARGV[i + 2])
+  if gen >= known then
+    redis.call('HSET', KEYS[3], id, ARGV[i + 1])
+    redis.call('HSET', KEYS[4], id, ARGV[i + 2])
+    redis.call('HSET', KEYS[5], id, ARGV[i + 3])
+    redis.call('HSET', KEYS[6], id, ARGV[i + 4])
+  end
+  i = i + 5
+end
+local current = KEYS[7]
+local now_us = tonumber(ARGV[3]) * 1000
+for j = i + 1, #ARGV do
+  local id = ARGV[j]
+  local n = redis.call('HGET', KEYS[1], id)
+  local t = redis.call('HGET', KEYS[1], id .. ':t') or '0'
+  if n and now_us - tonumber(t) < %(orphan_us)d then
+    local into = ARGV[2] .. 'c:' .. redis.call('GET', current)
+    redis.call('HINCRBY', into, id, n)
+    local tt = tonumber(redis.call('HGET', into, id .. ':t') or '0')
+    if tonumber(t) >= tt then
+      redis.call('HSET', into, id .. ':t', t, id .. ':i', redis.call('HGET', KEYS[1], id .. ':i') or '')
+    end
+  end
+end
+redis.call('DEL', KEYS[1])
+local first = tonumber(redis.call('GET', KEYS[2]) or '0')
+if first <= g then redis.call('SET', KEYS[2], g + 1) end
+return 1
+""".replace("%(orphan_us)d", str(ORPHAN_MS * 1000))
+
+# KEYS: first generation, current generation, base count, base generation, base time, base ip
+# ARGV: prefix, then per key: id, count, generation
+# Answer: per key: total count, latest time (µs, 0 if none), its ip
+_READ: Final = """
+local current = tonumber(redis.call('GET', KEYS[2]) or '-1')
+local first = tonumber(redis.call('GET', KEYS[1]) or current)
+local out = {}
+for i = 2, #ARGV, 3 do
+  local id = ARGV[i]
+  local total = tonumber(ARGV[i + 1])
+  local gen = tonumber(ARGV[i + 2])
+  -- Times stay text on the way out (Lua would print a large number in exponent form).
+  local t = 0
+  local t_text = '0'
+  local ip = ''
+  local base_gen = tonumber(redis.call('HGET', KEYS[4], id) or '-1')
+  local base_count = tonumber(redis.call('HGET', KEYS[3], id) or '0')
+  if base_gen > gen or (base_gen == gen and base_count > total) then
+    total = base_count
+    gen = base_gen
+    t_text = redis.call('HGET', KEYS[5], id) or '0'
+    t = tonumber(t_text)
+    ip = redis.call('HGET', KEYS[6], id) or ''
+  end
+  for g = math.max(gen + 1, first), current do
+    local counts = ARGV[1] .. 'c:' .. g
+    total = total + tonumber(redis.call('HGET', counts, id) or '0')
+    local gt_text = redis.call('HGET', counts, id .. ':t') or '0'
+    if tonumber(gt_text) > t then
+      t = tonumber(gt_text)
+      t_text = gt_text
+      ip = redis.call('HGET', counts, id .. ':i') or ''
+    end
+  end
+  out[#out + 1] = total
+  out[#out + 1] = t_text
+  out[#out + 1] = ip
+end
+return out
+"""
+
+# KEYS: lock   ARGV: token   Release the lock if it is still ours.
+_LOCK_RELEASE: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# KEYS: lock   ARGV: token, ms   Keep the lock for ms more if it is still ours.
+_LOCK_EXTEND: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What a worker knows of one key, for one of its digests."""
+
+    key_id: str
+    # "active", "revoked", or "invalid" (a secret replaced, after its grace period)
+    status: str
+    # End of the grace period when the digest is the key's previous secret
+    valid_until: datetime | None
+    expires_at: datetime | None
+    audience: str
+    scopes: tuple[str, ...]
+    org_code: str | None
+    user_id: str | None
+    api_id: str
+    epoch: str
+    version: str
+    count: int
+    generation: int
+    # The verify script's KEYS for this key, built once when the entry is read.
+    script_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """A verification the script accepted, with the key's total count."""
+
+    entry: Entry
+    total: int
+
+
+class _Script:
+    """A Lua script run by its SHA-1 (sent once more after a NOSCRIPT, as after a Redis
+    restart): the verify script's few microseconds without redis-py's ``Script`` wrapper."""
+
+    def __init__(self, client: redis.Redis, source: str) -> None:
+        self.execute: Any = client.execute_command
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+    def __call__(self, *, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return self.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            return self.execute("EVAL", self.source, len(keys), *keys, *args)
+
+
+class _Process:
+    """This process's Redis client, scripts, entries and health (reset after a fork)."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self.pid = os.getpid()
+        self.url = url
+        self.prefix = prefix
+        self.client: redis.Redis = redis.Redis.from_url(
+            url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT
+        )
+        self.verify_script = _Script(self.client, _VERIFY)
+        self.start_epoch_script = self.client.register_script(_START_EPOCH)
+        self.bump_script = self.client.register_script(_BUMP)
+        self.seal_script = self.client.register_script(_SEAL)
+        self.finish_script = self.client.register_script(_FINISH)
+        self.read_script = self.client.register_script(_READ)
+        self.lock_extend_script = self.client.register_script(_LOCK_EXTEND)
+        self.lock_release_script = self.client.register_script(_LOCK_RELEASE)
+        self.entries: dict[str, Entry] = {}
+        # Digest -> key id: never changes (digests are unique), so a key read again after a
+        # change costs one database read, not two.
+        self.ids: dict[str, str] = {}
+        self.down_until = 0.0
+        # After an error, the epoch is replaced before Redis is trusted again.
+        self.owe_new_epoch = False
+        self.writer: threading.Thread | None = None
+        self.stop_writer = threading.Event()
+        self.lock = threading.Lock()
+        p = prefix
+        self.k_epoch = p + "epoch"
+        self.k_gen = p + "gen"
+        self.k_first = p + "first"
+        self.k_base_count = p + "bc"
+        self.k_base_gen = p + "bg"
+        self.k_base_time = p + "bt"
+        self.k_base_ip = p + "bi"
+        self.k_lock = p + "write-back"
+
+
+_process: _Process | None = None
+
+
+def redis_url() -> str | None:
+    """The default cache's Redis URL, or None when the default cache is not Redis (found
+    as :mod:`apikeys.redisconn` finds it). This module keeps a client of its own: shorter
+    timeouts, its scripts registered, and reset after a fork with the rest of its state."""
+    return redisconn.url()
+
+
+def _prefix() -> str:
+    name = connections[DEFAULT_DB_ALIAS].settings_dict.get("NAME") or ""
+    return "{apikeys:" + str(name) + "}:"
+
+
+def _state() -> _Process | None:
+    """This process's state, or None when Redis is not configured."""
+    global _process
+    state = _process
+    if state is not None and state.pid == os.getpid():
+        return state  # the hot path: settings changes reset _process (_settings_changed)
+    url = redis_url()
+    if url is None:
+        return None
+    state = _process = _Process(url, _prefix())
+    return state
+
+
+@receiver(setting_changed)
+def _settings_changed(*, setting: str, **kwargs: Any) -> None:
+    """Another cache or database (tests, override_settings): start again from them."""
+    global _process
+    if setting in ("CACHES", "DATABASES"):
+        _process = None
+
+
+def _usable() -> _Process | None:
+    """The state, when Redis is configured and not in its back-off after an error."""
+    state = _state()
+    if state is None or state.down_until > time.monotonic():
+        return None
+    if state.owe_new_epoch:
+        try:
+            _new_epoch(state, replace=True)
+        except redis.RedisError:
+            _failed(state, "replacing the epoch")
+            return None
+    return state
+
+
+def _failed(state: _Process, doing: str) -> None:
+    logger.warning("Redis failed while %s; verifying on the database for a while.", doing)
+    state.down_until = time.monotonic() + BACKOFF_SECONDS
+    state.owe_new_epoch = True
+    state.entries.clear()
+
+
+def _new_epoch(state: _Process, *, replace: bool) -> str:
+    """Start an epoch if Redis has none (``replace``: in any case). Generations, if Redis
+    has none (it lost its memory), start from the clock in milliseconds, past any a row has
+    recorded: read from the rows only then (a scan of the table, once per memory loss)."""
+    keys = [state.k_epoch, state.k_gen, state.k_first]
+    token = secrets.token_hex(8)
+    mode = "1" if replace else "0"
+    epoch = state.start_epoch_script(keys=keys, args=[token, "", mode])
+    if epoch is None:
+        recorded = ApiKey.objects.order_by("-counts_generation").values_list(
+            "counts_generation", flat=True
+        )
+        seed = max(int(time.time() * 1000), (recorded.first() or 0) + 1)
+        epoch = state.start_epoch_script(keys=keys, args=[token, seed, mode])
+    state.owe_new_epoch = False
+    state.entries.clear()
+    return epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+
+
+# --------------------------------------------------------------------------- verification
+
+
+def verify(
+    key_digest: str, audience: str | None, ip: str | None, now: datetime
+) -> tuple[Entry, int | None] | None:
+    """The key's entry and, if it verifies, its total count after this verification; or
+    None: verify on the database (Redis not configured or failing, key unknown, a write of
+    this key in progress)."""
+    state = _usable()
+    if state is None:
+        return None
+    try:
+        found = _verify(state, key_digest, audience, ip, now)
+    except redis.RedisError:
+        _failed(state, "verifying")
+        return None
+    if state.writer is None:
+        start_writer()
+    return found
+
+
+def _verify(
+    state: _Process, key_digest: str, audience: str | None, ip: str | None, now: datetime
+) -> tuple[Entry, int | None] | None:
+    entry = state.entries.get(key_digest)
+    for _attempt in range(3):
+        if entry is None:
+            entry = _fill(state, key_digest)
+            if entry is None:
+                return None
+        valid = outcome(entry, audience, now) is None
+        if entry.status == "revoked" or entry.status == "invalid":
+            # Final: a revoked key never comes back, a replaced secret neither.
+            return entry, None
+        answer = state.verify_script(
+            keys=entry.script_keys,
+            args=[
+                entry.epoch,
+                entry.version,
+                entry.key_id,
+                "1" if valid else "0",
+                _micros(now),
+                ip or "",
+                entry.count,
+                entry.generation,
+                state.prefix,
+            ],
+        )
+        code = int(answer[0])
+        if code == _COUNTED:
+            return entry, (int(answer[1]) if valid else None)
+        state.entries.pop(key_digest, None)
+        if code == _NO_EPOCH:
+            _new_epoch(state, replace=False)
+        elif int(answer[3]):
+            return None  # a write of this key is in progress: the database decides
+        entry = None
+    return None  # the key changed three times during one verification: the database decides
+
+
+def outcome(entry: Entry, audience: str | None, now: datetime) -> str | None:
+    """Why ``entry`` does not verify now (a ``Verification`` code), or None if it does.
+    In the order of the database path: revoked, expired, wrong audience."""
+    if entry.status == "invalid" or (entry.valid_until is not None and entry.valid_until <= now):
+        return "API_KEY_INVALID"
+    if entry.status == "revoked":
+        return "API_KEY_REVOKED"
+    if entry.expires_at is not None and entry.expires_at <= now:
+        return "API_KEY_EXPIRED"
+    if audience is not None and entry.audience != audience:
+        return "API_KEY_WRONG_AUDIENCE"
+    return None
+
+
+_FILL_COLUMNS: Final = (
+    "id",
+    "digest",
+    "previous_digest",
+    "previous_expires_at",
+    "status",
+    "expires_at",
+    "audience",
+    "scope_keys",
+    "org_code",
+    "user_public_id",
+    "api_public_id",
+    "verification_count",
+    "counts_generation",
+)
+
+
+def _fill(state: _Process, key_digest: str) -> Entry | None:
+    """Read the key's entry: its version in Redis first, then its row (see the module's
+    rules). None if no key has this digest, or a write of it is in progress."""
+    from django.db.models import Q
+
+    key_id = state.ids.get(key_digest)
+    if key_id is None:
+        rows = ApiKey.objects.filter(Q(digest=key_digest) | Q(previous_digest=key_digest))
+        key_id = rows.values_list("id", flat=True).first()
+        if key_id is None:
+            return None
+    pipe: Any = state.client.pipeline(transaction=False)
+    epoch, version, pending = (
+        pipe.get(state.k_epoch)
+        .get(state.prefix + "v:" + key_id)
+        .exists(state.prefix + "p:" + key_id)
+        .execute()
+    )
+    if epoch is None:
+        epoch = _new_epoch(state, replace=False)
+        version = state.client.get(state.prefix + "v:" + key_id)
+    if pending:
+        return None
+    row = ApiKey.objects.filter(pk=key_id).values_list(*_FILL_COLUMNS).first()
+    if row is None:  # deleted since its id was read
+        return None
+    values = dict(zip(_FILL_COLUMNS, row, strict=True))
+    from apikeys import crypto
+
+    if crypto.constant_time_equals(values["digest"], key_digest):
+        valid_until = None
+        status = values["status"]
+    elif values["previous_digest"] and crypto.constant_time_equals(
+        values["previous_digest"], key_digest
+    ):
+        valid_until = values["previous_expires_at"]
+        status = values["status"]
+    else:
+        valid_until = None
+        status = "invalid"
+    entry = Entry(
+        key_id=values["id"],
+        status=status,
+        valid_until=aware_datetime(valid_until),
+        expires_at=aware_datetime(values["expires_at"]),
+        audience=values["audience"],
+        scopes=tuple(values["scope_keys"].split()),
+        org_code=values["org_code"] or None,
+        user_id=values["user_public_id"] or None,
+        api_id=values["api_public_id"],
+        epoch=_text(epoch),
+        version=_text(version) if version is not None else "0",
+        count=int(values["verification_count"]),
+        generation=int(values["counts_generation"]),
+        script_keys=(
+            state.k_epoch,
+            state.prefix + "v:" + key_id,
+            state.prefix + "p:" + key_id,
+            state.k_gen,
+            state.k_first,
+            state.k_base_count,
+            state.k_base_gen,
+        ),
+    )
+    if len(state.entries) >= MAX_ENTRIES:
+        state.entries.clear()
+        state.ids.clear()
+    state.entries[key_digest] = entry
+    state.ids[key_digest] = entry.key_id
+    return entry
+
+
+# --------------------------------------------------------------------------- writes
+
+
+def invalidate(key_ids: Sequence[str]) -> None:
+    """Call inside the transaction that changes these keys' state, before it commits:
+    marks them pending and new now, and again once the transaction has committed (before
+    the call that made the change returns). Nothing to do without Redis."""
+    state = _state()
+    if state is None or not key_ids:
+        return
+    ids = list(key_ids)
+    _bump(state, ids, "before")
+    connection = transaction.get_connection()
+    if connection.in_atomic_block:
+        transaction.on_commit(lambda: _bump(state, ids, "after"))
+    else:  # outside a transaction: the change is already committed
+        _bump(state, ids, "after")
+
+
+def _bump(state: _Process, ids: list[str], when: str) -> None:
+    keys: list[str] = []
+    for key_id in ids:
+        keys += [state.prefix + "v:" + key_id, state.prefix + "p:" + key_id]
+    changed = set(ids)
+    # list() copies in one step (the write-back thread may clear the dict meanwhile).
+    for digest, entry in list(state.entries.items()):
+        if entry.key_id in changed:
+            state.entries.pop(digest, None)
+    try:
+        state.bump_script(keys=keys, args=[when, PENDING_MS])
+    except redis.RedisError:
+        # Every worker that reaches Redis again replaces the epoch first (see _usable);
+        # this one does it at its next use of Redis.
+        _failed(state, "marking a key changed")
+
+
+# --------------------------------------------------------------------------- reads
+
+
+def live_count(key_id: str, count: int, generation: int) -> int:
+    """The total count of a key whose row says ``count`` at ``generation``: plus the counts
+    in Redis not yet written back (the row's count as it is without Redis)."""
+    key = ApiKey(id=key_id, verification_count=count, counts_generation=generation)
+    merge_counts([key])
+    return int(key.verification_count)
+
+
+def merge_counts(keys: Iterable[ApiKey]) -> None:
+    """Add to each key the counts not yet written back: one Redis round trip for all."""
+    state = _usable()
+    wanted = [k for k in keys if "verification_count" in k.__dict__ and "id" in k.__dict__]
+    if state is None or not wanted:
+        return
+    args: list[Any] = [state.prefix]
+    for key in wanted:
+        args += [key.pk, key.verification_count, key.__dict__.get("counts_generation", 0)]
+    try:
+        answer = state.read_script(
+            keys=[
+                state.k_first,
+                state.k_gen,
+                state.k_base_count,
+                state.k_base_gen,
+                state.k_base_time,
+                state.k_base_ip,
+            ],
+            args=args,
+        )
+    except redis.RedisError:
+        _failed(state, "reading counts")
+        return
+    for i, key in enumerate(wanted):
+        total, micros, ip = answer[3 * i : 3 * i + 3]
+        key.verification_count = int(total)
+        if int(micros) and "last_verified_on" in key.__dict__:
+            when = datetime.fromtimestamp(int(micros) / 1_000_000, tz=UTC)
+            if key.last_verified_on is None or when >= key.last_verified_on:
+                key.last_verified_on = when
+                if "last_verified_ip" in key.__dict__:
+                    key.last_verified_ip = _text(ip) or None
+
+
+# --------------------------------------------------------------------------- write-back
+
+
+def write_back(renew: Callable[[], object] | None = None) -> int:
+    """Fold the counts in Redis into the database; the number of keys written. Safe to run
+    at any time, twice, or concurrently (see the module's rules); the worker threads and
+    ``manage.py apikeys_write_back`` run it under one Redis lock all the same
+    (:func:`write_back_if_due`, :func:`write_back_now`), so one runs at a time. ``renew``
+    is called after each generation (to keep the lock)."""
+    state = _state()
+    if state is None:
+        return 0
+    gens = state.seal_script(keys=[state.k_gen, state.k_first])
+    written = 0
+    for gen in gens:
+        written += _write_generation(state, int(gen))
+        if renew is not None:
+            renew()
+    return written
+
+
+def _write_generation(state: _Process, gen: int) -> int:
+    counts_key = state.prefix + "c:" + str(gen)
+    raw = state.client.hgetall(counts_key)
+    fields = {_text(k): _text(v) for k, v in raw.items()}
+    updates = [
+        (key_id, int(n), int(fields.get(key_id + ":t", "0")), fields.get(key_id + ":i", ""))
+        for key_id, n in fields.items()
+        if ":" not in key_id
+    ]
+    rows: list[tuple[str, int, int, datetime | None, str | None]] = []
+    if updates:
+        with transaction.atomic():
+            rows = _apply(gen, updates)
+    found = {r[0] for r in rows}
+    args: list[Any] = [gen, state.prefix, int(time.time() * 1000)]
+    for key_id, count, row_gen, when, ip in rows:
+        args += [key_id, count, row_gen, _micros(when) if when else 0, ip or ""]
+    args.append("--")
+    args += [u[0] for u in updates if u[0] not in found]
+    state.finish_script(
+        keys=[
+            counts_key,
+            state.k_first,
+            state.k_base_count,
+            state.k_base_gen,
+            state.k_base_time,
+            state.k_base_ip,
+            state.k_gen,
+        ],
+        args=args,
+    )
+    return len(rows)
+
+
+def _apply(
+    gen: int, updates: list[tuple[str, int, int, str]]
+) -> list[tuple[str, int, int, datetime | None, str | None]]:
+    """Add one generation to the rows (those that have not recorded it yet); each row's
+    id, count, generation, last time and IP after it."""
+    db = connections[DEFAULT_DB_ALIAS]
+    table = db.ops.quote_name(ApiKey._meta.db_table)
+    later = "(last_verified_on IS NULL OR last_verified_on <= %s)"
+    fresh = "counts_generation < %s"
+    # Every fragment is a constant of this function and the table name is quoted: no input
+    # reaches the text, only the parameters.
+    sql = (
+        f"UPDATE {table} SET "  # nosec B608
+        f"last_verified_ip = CASE WHEN {fresh} AND {later} THEN %s ELSE last_verified_ip END, "
+        f"last_verified_on = CASE WHEN {fresh} AND {later} THEN %s ELSE last_verified_on END, "
+        f"verification_count = verification_count + CASE WHEN {fresh} THEN %s ELSE 0 END, "
+        f"counts_generation = CASE WHEN {fresh} THEN %s ELSE counts_generation END "
+        "WHERE id = %s"
+    )
+    params = []
+    for key_id, count, micros, ip in updates:
+        when = db.ops.adapt_datetimefield_value(
+            datetime.fromtimestamp(micros / 1_000_000, tz=UTC) if micros else timezone.now()
+        )
+        params.append([gen, when, ip or None, gen, when, when, gen, count, gen, gen, key_id])
+    with db.cursor() as cursor:
+        cursor.executemany(sql, params)
+    return [
+        (r[0], int(r[1]), int(r[2]), aware_datetime(r[3]), r[4])
+        for r in ApiKey.objects.filter(pk__in=[u[0] for u in updates]).values_list(
+            "id", "verification_count", "counts_generation", "last_verified_on", "last_verified_ip"
+        )
+    ]
+
+
+def start_writer() -> None:
+    """Start this process's write-back thread if the settings ask for one and it is not
+    running (called on the hot path: cheap when already started)."""
+    state = _state()
+    if state is None or not conf.get("COUNTS_WRITE_BACK_THREAD"):
+        return
+    if state.writer is not None:
+        return
+    with state.lock:
+        if state.writer is None:
+            state.writer = threading.Thread(
+                target=_writer_loop, args=(state,), name="apikeys-write-back", daemon=True
+            )
+            state.writer.start()
+
+
+def _writer_loop(state: _Process) -> None:
+    """The write-back thread: a tick every interval until ``state.stop_writer`` is set."""
+    while not state.stop_writer.wait(float(conf.get("COUNTS_WRITE_BACK_INTERVAL"))):
+        try:
+            writer_tick(state)
+        finally:
+            connections.close_all()  # this thread's own connections
+
+
+def writer_tick(state: _Process) -> None:
+    """One tick of the write-back thread: first pay this process's debt of a new epoch
+    (a change it made could not reach Redis: replace the epoch as soon as Redis answers,
+    even if this worker serves no request), then write back if no worker did within the
+    interval. Errors are logged and the next tick tries again."""
+    try:
+        if state.owe_new_epoch:
+            _new_epoch(state, replace=True)
+            state.down_until = 0.0
+        write_back_if_due(state, float(conf.get("COUNTS_WRITE_BACK_INTERVAL")))
+    except Exception:
+        logger.exception("Writing verification counts back failed; retrying.")
+
+
+def _lock(state: _Process) -> tuple[str, Callable[[], object]] | None:
+    """Take the write-back lock for LOCK_MS: its token and a function that renews it; None
+    if another process holds it."""
+    token = secrets.token_hex(8)
+    if not state.client.set(state.k_lock, token, nx=True, px=LOCK_MS):
+        return None
+
+    def renew() -> object:
+        return state.lock_extend_script(keys=[state.k_lock], args=[token, LOCK_MS])
+
+    return token, renew
+
+
+def write_back_if_due(state: _Process, interval: float) -> bool:
+    """Write back if no worker has done so within ``interval`` (the Redis lock)."""
+    taken = _lock(state)
+    if taken is None:
+        return False
+    token, renew = taken
+    try:
+        write_back(renew)
+    finally:
+        # Held one interval from now: the next write-back is due then.
+        state.lock_extend_script(keys=[state.k_lock], args=[token, int(interval * 1000)])
+    return True
+
+
+def new_epoch() -> bool:
+    """Replace Redis's epoch now: every worker reads every key again from the database
+    (after a write that could not reach Redis, see the README). False without Redis."""
+    state = _state()
+    if state is None:
+        return False
+    _new_epoch(state, replace=True)
+    return True
+
+
+def write_back_now(wait: float = LOCK_MS / 1000 + 5) -> int:
+    """Write back now, under the workers' lock when it can be had within ``wait`` seconds
+    (a write-back in progress ends, and a lock left by a killed worker expires, within
+    LOCK_MS); the number of keys written. For ``manage.py apikeys_write_back``.
+
+    Workers retake the lock at every interval, so on a busy fleet it may stay out of reach;
+    then this writes back without it, which is safe (the module's rules: a sealed
+    generation is added to a row at most once, whoever writes it) and only costs a few
+    statements that find nothing to add."""
+    state = _state()
+    if state is None:
+        return 0
+    deadline = time.monotonic() + wait
+    while (taken := _lock(state)) is None:
+        if time.monotonic() > deadline:
+            logger.warning("The write-back lock stayed taken; writing back beside it.")
+            return write_back()
+        time.sleep(0.01)
+    token, renew = taken
+    try:
+        return write_back(renew)
+    finally:
+        state.lock_release_script(keys=[state.k_lock], args=[token])
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _micros(when: datetime) -> int:
+    return int(when.timestamp() * 1_000_000)
+
+
+def aware_datetime(value: Any) -> datetime | None:
+    """A datetime read by raw SQL: SQLite hands back naive UTC text, PostgreSQL a datetime."""
+    if value is None:
+        return None
+    when: datetime | None = value if isinstance(value, datetime) else parse_datetime(str(value))
+    if when is not None and timezone.is_naive(when):
+        when = when.replace(tzinfo=UTC)
+    return when
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
