@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.db import connection
+from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -17,6 +18,7 @@ from apikeys.models import AuditEvent
 from portal import exceptions as link_errors
 from portal.models import PortalLink, SelfServeSettings
 from portal.services import (
+    portal_base_url,
     portal_link_check,
     portal_link_create,
     portal_link_redeem,
@@ -366,3 +368,19 @@ def test_the_database_holds_only_one_settings_row(db):
     with pytest.raises(IntegrityError), transaction.atomic():
         SelfServeSettings.objects.create(id=2)
     assert SelfServeSettings.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "configured, expected",
+    [
+        ("https://keys.example.com/", "https://keys.example.com"),
+        ("", "http://api.internal:8000"),
+    ],
+)
+def test_links_are_minted_on_the_public_url_when_one_is_configured(settings, configured, expected):
+    """Behind a proxy the request's own host may be an internal name: the configured public
+    URL wins, and the request's scheme and host serve only when none is set."""
+    settings.ALLOWED_HOSTS = ["api.internal"]
+    settings.APIKEYS = {**settings.APIKEYS, "PORTAL_PUBLIC_URL": configured}
+    request = RequestFactory().post("/api/v1/portal_links", HTTP_HOST="api.internal:8000")
+    assert portal_base_url(request) == expected
