@@ -89,11 +89,14 @@ def sqlite_database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 class Worker:
     """One ``tests.performance.worker`` process: ``call({"op": …})`` answers a dict."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, *, cache_url: str | None = None) -> None:
+        env = _env(database_url)
+        if cache_url is not None:
+            env["CACHE_URL"] = cache_url
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.performance.worker"],
             cwd=ROOT,
-            env=_env(database_url),
+            env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

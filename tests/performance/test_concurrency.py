@@ -149,10 +149,12 @@ def test_the_verify_statement_is_prepared_once_per_connection_when_allowed(
 ) -> None:
     """With prepared statements allowed (``OPTIONS["prepare_threshold"]``), PostgreSQL plans
     the verify statement once per connection instead of on every call: it must be sent
-    with its parameters apart from its text, or it could never be prepared."""
+    with its parameters apart from its text, or it could never be prepared. That statement is
+    the database path: the worker runs without Redis (with it, a known key is verified in
+    Redis, apikeys.keycache, and the statement runs only when Redis fails)."""
     from tests.performance.conftest import Worker
 
-    worker = Worker(postgresql_database_url)
+    worker = Worker(postgresql_database_url, cache_url="locmemcache://")
     try:
         made = worker.call(op="setup", tag="prepared")
         answer = worker.call(op="prepared", key=made["key"], n=4)
