@@ -590,3 +590,41 @@ class RateLimitHit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} at {self.at}"
+
+
+class ApiKeyUsage(models.Model):
+    """One hour of one key's verifications, by outcome: the usage history of the API
+    (``GET /api/v1/api_keys/{key_id}/usage``) and of the portal's and the admin's charts.
+
+    ``verified`` counts exactly the verifications that ``verification_count`` counts, so the
+    buckets of a key add up to it; the refusals are counted by why. Buckets older than
+    ``APIKEYS_USAGE_RETENTION_DAYS`` are deleted by ``manage.py apikeys_prune_usage``."""
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="usage")
+    start = models.DateTimeField(help_text="The hour's start, UTC.")
+    verified = models.PositiveBigIntegerField(default=0)
+    rate_limited = models.PositiveBigIntegerField(default=0)
+    usage_exceeded = models.PositiveBigIntegerField(default=0)
+    revoked = models.PositiveBigIntegerField(default=0)
+    expired = models.PositiveBigIntegerField(default=0)
+    wrong_audience = models.PositiveBigIntegerField(default=0)
+
+    OUTCOMES: ClassVar[tuple[str, ...]] = (
+        "verified",
+        "rate_limited",
+        "usage_exceeded",
+        "revoked",
+        "expired",
+        "wrong_audience",
+    )
+
+    class Meta:
+        verbose_name = "API key usage (hour)"
+        verbose_name_plural = "API key usage (hours)"
+        constraints = [
+            models.UniqueConstraint(fields=["api_key", "start"], name="apikeys_usage_key_hour")
+        ]
+        indexes = [models.Index(fields=["start"], name="apikeys_usage_start")]
+
+    def __str__(self) -> str:
+        return f"{self.api_key_id} from {self.start:%Y-%m-%d %H:00}"
