@@ -130,6 +130,16 @@ class ApiKeyRevoked(ApiKeysError):
     default_message = "This API key is revoked."
 
 
+class ApiKeyExpired(ApiKeysError):
+    code = "API_KEY_EXPIRED"
+    default_message = "This API key has expired."
+
+
+class UsageRangeTooLarge(ApiKeysError):
+    code = "USAGE_RANGE_TOO_LARGE"
+    default_message = "The range is too large for that granularity."
+
+
 class UserNotInOrganization(ApiKeysError):
     code = "USER_NOT_IN_ORGANIZATION"
     default_message = "The user is not a member of this organization."

@@ -93,9 +93,20 @@ _COUNTED: Final = 2
 
 # KEYS: epoch, version, pending, generation, first generation not yet written back,
 #       base count, base generation
-# ARGV: epoch, version, key id, count (1/0), time (µs), ip, cached count, cached generation,
-#       prefix
-# Answer: {0} no epoch | {1, epoch, version, pending} stale | {2, total count}
+# ARGV: 1 epoch, 2 version, 3 key id, 4 outcome as decided in the worker ('v' valid so far,
+#       'r' revoked, 'e' expired, 'a' wrong audience), 5 time (µs), 6 ip, 7 cached count,
+#       8 cached generation, 9 prefix, 10 cost, 11 rate limit (0: none), 12 its duration (s),
+#       13 credits ('1'/'0'), 14 limits version, 15 row's credits, 16 row's period,
+#       17 refill interval ('' | daily | monthly), 18 refill amount, 19 row's exceeded period
+# Answer: {0} no epoch | {1, epoch, version, pending} stale
+#       | {2, total count, outcome ('v' | 'l' rate limited | 'u' no credits | r/e/a),
+#          rate limit remaining, reset (µs), credits remaining, first refusal for credits in
+#          its period (1/0), time (µs, Redis's clock), period}
+# Limits use Redis's own clock (TIME), so every machine agrees on the window and the period.
+# The window is a sorted set of valid verification times per key (``rl:<id>``), trimmed to
+# the duration; credits live in ``cr:<id>`` (remaining, period, limits version, exceeded
+# period) and each generation carries their latest value for the write-back. Every outcome
+# is counted in the generation by hour (``<id>:<hour>:<outcome>``, the hours in ``<id>:h``).
 _VERIFY: Final = """
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then return {0} end
@@ -105,14 +116,107 @@ if epoch ~= ARGV[1] or version ~= ARGV[2] or pending == 1 then
   return {1, epoch, version, pending}
 end
 local id = ARGV[3]
-local current = tonumber(redis.call('GET', KEYS[4]))
-if ARGV[4] == '1' then
-  local counts = ARGV[9] .. 'c:' .. current
-  redis.call('HINCRBY', counts, id, 1)
-  local t = tonumber(redis.call('HGET', counts, id .. ':t') or '0')
-  if tonumber(ARGV[5]) >= t then
-    redis.call('HSET', counts, id .. ':t', ARGV[5], id .. ':i', ARGV[6])
+local p = ARGV[9]
+local clock = redis.call('TIME')
+local secs = tonumber(clock[1])
+local t = secs * 1000000 + tonumber(clock[2])
+local outcome = ARGV[4]
+local rl = tonumber(ARGV[11])
+local limited = rl > 0 or ARGV[13] == '1'
+local rl_left = -1
+local reset = 0
+local credits = -1
+local first = 0
+local period = -1
+local zk = p .. 'rl:' .. id
+local window = tonumber(ARGV[12]) * 1000000
+if outcome == 'v' and rl > 0 then
+  redis.call('ZREMRANGEBYSCORE', zk, '-inf', string.format('%.0f', t - window))
+  local n = redis.call('ZCARD', zk)
+  if n >= rl then
+    outcome = 'l'
+    local oldest = redis.call('ZRANGE', zk, 0, 0, 'WITHSCORES')
+    reset = tonumber(oldest[2]) + window
+  else
+    rl_left = rl - n - 1
   end
+end
+local current = tonumber(redis.call('GET', KEYS[4]))
+local counts = p .. 'c:' .. current
+if outcome == 'v' and ARGV[13] == '1' then
+  local ck = p .. 'cr:' .. id
+  local cur = redis.call('HMGET', ck, 'r', 'p', 'v', 'x')
+  local rem, per, x
+  if cur[3] == ARGV[14] then
+    rem = tonumber(cur[1])
+    per = tonumber(cur[2])
+    x = cur[4] or ''
+  else
+    rem = tonumber(ARGV[15])
+    per = tonumber(ARGV[16])
+    x = ARGV[19]
+  end
+  if ARGV[17] ~= '' then
+    local days = math.floor(secs / 86400)
+    local now_period = days
+    if ARGV[17] == 'monthly' then
+      local z = days + 719468
+      local era = math.floor(z / 146097)
+      local doe = z - era * 146097
+      local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+        - math.floor(doe / 146096)) / 365)
+      local y = yoe + era * 400
+      local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+      local mp = math.floor((5 * doy + 2) / 153)
+      local m = mp < 10 and mp + 3 or mp - 9
+      if m <= 2 then y = y + 1 end
+      now_period = y * 12 + m - 1
+    end
+    if per < now_period then
+      rem = tonumber(ARGV[18])
+      per = now_period
+    end
+  end
+  local cost = tonumber(ARGV[10])
+  if rem < cost then
+    outcome = 'u'
+    if x ~= string.format('%.0f', per) then
+      x = string.format('%.0f', per)
+      first = 1
+    end
+  else
+    rem = rem - cost
+    credits = rem
+  end
+  period = per
+  local rs = string.format('%.0f', rem)
+  local ps = string.format('%.0f', per)
+  redis.call('HSET', ck, 'r', rs, 'p', ps, 'v', ARGV[14], 'x', x)
+  redis.call('HSET', counts, id .. ':r', rs, id .. ':p', ps, id .. ':v', ARGV[14], id .. ':x', x)
+end
+if outcome == 'v' and rl > 0 then
+  local ts = string.format('%.0f', t)
+  while redis.call('ZSCORE', zk, ts) do
+    t = t + 1
+    ts = string.format('%.0f', t)
+  end
+  redis.call('ZADD', zk, ts, ts)
+  redis.call('PEXPIRE', zk, string.format('%.0f', window / 1000 + 1000))
+end
+if outcome == 'v' then
+  redis.call('HINCRBY', counts, id, 1)
+  local when = ARGV[5]
+  if limited then when = string.format('%.0f', t) end
+  local last = tonumber(redis.call('HGET', counts, id .. ':t') or '0')
+  if tonumber(when) >= last then
+    redis.call('HSET', counts, id .. ':t', when, id .. ':i', ARGV[6])
+  end
+end
+local hour = string.format('%.0f', math.floor(secs / 3600) * 3600)
+redis.call('HINCRBY', counts, id .. ':' .. hour .. ':' .. outcome, 1)
+if redis.call('HGET', counts, id .. ':lh') ~= hour then
+  local hours = redis.call('HGET', counts, id .. ':h')
+  redis.call('HSET', counts, id .. ':lh', hour, id .. ':h', hours and (hours .. ',' .. hour) or hour)
 end
 local total = tonumber(ARGV[7])
 local gen = tonumber(ARGV[8])
@@ -122,11 +226,38 @@ if base_gen > gen or (base_gen == gen and base_count > total) then
   total = base_count
   gen = base_gen
 end
-local first = tonumber(redis.call('GET', KEYS[5]) or current)
-for g = math.max(gen + 1, first), current do
-  total = total + tonumber(redis.call('HGET', ARGV[9] .. 'c:' .. g, id) or '0')
+local first_gen = tonumber(redis.call('GET', KEYS[5]) or current)
+for g = math.max(gen + 1, first_gen), current do
+  total = total + tonumber(redis.call('HGET', p .. 'c:' .. g, id) or '0')
 end
-return {2, total}
+return {2, total, outcome, rl_left, string.format('%.0f', reset), credits, first,
+  string.format('%.0f', t), period}
+"""
+
+# KEYS: first generation, current generation   ARGV: prefix, key id, row's generation
+# Answer: hour, outcome, count, ... of the generations the row has not recorded.
+_USAGE: Final = """
+local current = tonumber(redis.call('GET', KEYS[2]) or '-1')
+local first = tonumber(redis.call('GET', KEYS[1]) or current)
+local id = ARGV[2]
+local out = {}
+for g = math.max(tonumber(ARGV[3]) + 1, first), current do
+  local counts = ARGV[1] .. 'c:' .. g
+  local hours = redis.call('HGET', counts, id .. ':h')
+  if hours then
+    for hour in string.gmatch(hours, '[^,]+') do
+      for _, o in ipairs({'v', 'l', 'u', 'r', 'e', 'a'}) do
+        local n = redis.call('HGET', counts, id .. ':' .. hour .. ':' .. o)
+        if n then
+          out[#out + 1] = hour
+          out[#out + 1] = o
+          out[#out + 1] = n
+        end
+      end
+    end
+  end
+end
+return out
 """
 
 # KEYS: epoch, generation, first generation
@@ -293,6 +424,44 @@ class Entry:
     generation: int
     # The verify script's KEYS for this key, built once when the entry is read.
     script_keys: tuple[str, ...] = ()
+    # (limit, duration) of the key's rate limit, if any.
+    ratelimit: tuple[int, int] | None = None
+    # The verify script's ARGV 11-19 (the key's limits), built once.
+    limit_args: tuple[Any, ...] = (0, 0, "0", 0, 0, 0, "", 0, "")
+
+    @property
+    def limited(self) -> bool:
+        return self.limit_args[0] != 0 or self.limit_args[2] == "1"
+
+
+@dataclass(frozen=True, slots=True)
+class Limited:
+    """What a limited key's limits said of one verification (the verify script's answer):
+    ``code`` None (passed), ``API_KEY_RATE_LIMITED`` or ``API_KEY_USAGE_EXCEEDED``."""
+
+    code: str | None
+    ratelimit_remaining: int | None
+    reset: datetime | None
+    credits_remaining: int | None
+    first_exceeded: bool
+    period: int | None
+    at: datetime
+
+
+# Outcome letters of the verify script, by ApiKeyUsage column.
+USAGE_LETTERS: Final = {
+    "v": "verified",
+    "l": "rate_limited",
+    "u": "usage_exceeded",
+    "r": "revoked",
+    "e": "expired",
+    "a": "wrong_audience",
+}
+_LETTER_OF_CODE: Final = {
+    "API_KEY_REVOKED": "r",
+    "API_KEY_EXPIRED": "e",
+    "API_KEY_WRONG_AUDIENCE": "a",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,6 +504,7 @@ class _Process:
         self.seal_script = self.client.register_script(_SEAL)
         self.finish_script = self.client.register_script(_FINISH)
         self.read_script = self.client.register_script(_READ)
+        self.usage_script = self.client.register_script(_USAGE)
         self.lock_extend_script = self.client.register_script(_LOCK_EXTEND)
         self.lock_release_script = self.client.register_script(_LOCK_RELEASE)
         self.entries: dict[str, Entry] = {}
@@ -440,14 +610,23 @@ def _new_epoch(state: _Process, *, replace: bool) -> str:
 def verify(
     key_digest: str, audience: str | None, ip: str | None, now: datetime
 ) -> tuple[Entry, int | None] | None:
-    """The key's entry and, if it verifies, its total count after this verification; or
-    None: verify on the database (Redis not configured or failing, key unknown, a write of
-    this key in progress)."""
+    """:func:`verify_limited` without the limits' answer (a cost of 1)."""
+    found = verify_limited(key_digest, audience, ip, now)
+    return None if found is None else (found[0], found[1])
+
+
+def verify_limited(
+    key_digest: str, audience: str | None, ip: str | None, now: datetime, cost: int = 1
+) -> tuple[Entry, int | None, Limited | None] | None:
+    """The key's entry, its total count after this verification if it verifies, and what
+    its limits said (None for a key without limits, or one refused before them); or None:
+    verify on the database (Redis not configured or failing, key unknown, a write of this
+    key in progress)."""
     state = _usable()
     if state is None:
         return None
     try:
-        found = _verify(state, key_digest, audience, ip, now)
+        found = _verify(state, key_digest, audience, ip, now, cost)
     except redis.RedisError:
         _failed(state, "verifying")
         return None
@@ -457,35 +636,58 @@ def verify(
 
 
 def _verify(
-    state: _Process, key_digest: str, audience: str | None, ip: str | None, now: datetime
-) -> tuple[Entry, int | None] | None:
+    state: _Process,
+    key_digest: str,
+    audience: str | None,
+    ip: str | None,
+    now: datetime,
+    cost: int,
+) -> tuple[Entry, int | None, Limited | None] | None:
     entry = state.entries.get(key_digest)
     for _attempt in range(3):
         if entry is None:
             entry = _fill(state, key_digest)
             if entry is None:
                 return None
-        valid = outcome(entry, audience, now) is None
-        if entry.status == "revoked" or entry.status == "invalid":
-            # Final: a revoked key never comes back, a replaced secret neither.
-            return entry, None
+        why = outcome(entry, audience, now)
+        if why == "API_KEY_INVALID":
+            # Not this key (a replaced secret): nothing is counted.
+            return entry, None, None
         answer = state.verify_script(
             keys=entry.script_keys,
             args=[
                 entry.epoch,
                 entry.version,
                 entry.key_id,
-                "1" if valid else "0",
+                _LETTER_OF_CODE.get(why or "", "v"),
                 _micros(now),
                 ip or "",
                 entry.count,
                 entry.generation,
                 state.prefix,
+                cost,
+                *entry.limit_args,
             ],
         )
         code = int(answer[0])
         if code == _COUNTED:
-            return entry, (int(answer[1]) if valid else None)
+            letter = _text(answer[2])
+            limited = None
+            if entry.limited and why is None:
+                limited = Limited(
+                    code={"l": "API_KEY_RATE_LIMITED", "u": "API_KEY_USAGE_EXCEEDED"}.get(letter),
+                    ratelimit_remaining=int(answer[3]) if int(answer[3]) >= 0 else None,
+                    reset=(
+                        datetime.fromtimestamp(int(_text(answer[4])) / 1_000_000, tz=UTC)
+                        if int(_text(answer[4]))
+                        else None
+                    ),
+                    credits_remaining=int(answer[5]) if int(answer[5]) >= 0 else None,
+                    first_exceeded=int(answer[6]) == 1,
+                    period=int(answer[8]) if int(answer[8]) >= 0 else None,
+                    at=datetime.fromtimestamp(int(_text(answer[7])) / 1_000_000, tz=UTC),
+                )
+            return entry, (int(answer[1]) if letter == "v" else None), limited
         state.entries.pop(key_digest, None)
         if code == _NO_EPOCH:
             _new_epoch(state, replace=False)
@@ -523,6 +725,14 @@ _FILL_COLUMNS: Final = (
     "api_public_id",
     "verification_count",
     "counts_generation",
+    "ratelimit_limit",
+    "ratelimit_duration",
+    "credits_remaining",
+    "credits_refill_interval",
+    "credits_refill_amount",
+    "credits_period",
+    "credits_exceeded_period",
+    "limits_version",
 )
 
 
@@ -588,6 +798,22 @@ def _fill(state: _Process, key_digest: str) -> Entry | None:
             state.k_first,
             state.k_base_count,
             state.k_base_gen,
+        ),
+        ratelimit=(
+            (int(values["ratelimit_limit"]), int(values["ratelimit_duration"]))
+            if values["ratelimit_limit"] is not None
+            else None
+        ),
+        limit_args=(
+            values["ratelimit_limit"] or 0,
+            values["ratelimit_duration"] or 0,
+            "1" if values["credits_remaining"] is not None else "0",
+            values["limits_version"],
+            values["credits_remaining"] or 0,
+            values["credits_period"] or 0,
+            values["credits_refill_interval"] if values["credits_refill_amount"] else "",
+            values["credits_refill_amount"] or 0,
+            "" if values["credits_exceeded_period"] is None else values["credits_exceeded_period"],
         ),
     )
     if len(state.entries) >= MAX_ENTRIES:
@@ -678,6 +904,55 @@ def merge_counts(keys: Iterable[ApiKey]) -> None:
                 key.last_verified_on = when
                 if "last_verified_ip" in key.__dict__:
                     key.last_verified_ip = _text(ip) or None
+    _merge_credits(state, wanted)
+
+
+def _merge_credits(state: _Process, keys: list[ApiKey]) -> None:
+    """Credits of limited keys as Redis holds them (ahead of the row until written back),
+    when they belong to the row's limits (same limits version)."""
+    limited = [
+        k
+        for k in keys
+        if k.__dict__.get("credits_remaining") is not None and "limits_version" in k.__dict__
+    ]
+    if not limited:
+        return
+    pipe: Any = state.client.pipeline(transaction=False)
+    for key in limited:
+        pipe.hmget(state.prefix + "cr:" + key.pk, "r", "p", "v")
+    try:
+        answers = pipe.execute()
+    except redis.RedisError:
+        _failed(state, "reading credits")
+        return
+    for key, (remaining, period, version) in zip(limited, answers, strict=True):
+        if version is not None and _text(version) == str(key.limits_version):
+            key.credits_remaining = int(_text(remaining))
+            if "credits_period" in key.__dict__:
+                key.credits_period = int(_text(period))
+
+
+def unwritten_usage(key_id: str, generation: int) -> list[tuple[datetime, str, int]]:
+    """The usage counts of a key in Redis not yet written back (after the row's
+    ``generation``): (hour start, ApiKeyUsage column, count) each; empty without Redis."""
+    state = _usable()
+    if state is None:
+        return []
+    try:
+        answer = state.usage_script(
+            keys=[state.k_first, state.k_gen], args=[state.prefix, key_id, generation]
+        )
+    except redis.RedisError:
+        _failed(state, "reading usage")
+        return []
+    return [
+        (
+            datetime.fromtimestamp(int(_text(answer[i])), tz=UTC),
+            USAGE_LETTERS[_text(answer[i + 1])],
+            int(_text(answer[i + 2])),
+        )
+        for i in range(0, len(answer), 3)
+    ]
 
 
 # --------------------------------------------------------------------------- write-back
@@ -710,10 +985,13 @@ def _write_generation(state: _Process, gen: int) -> int:
         for key_id, n in fields.items()
         if ":" not in key_id
     ]
+    # Keys refused only (no count) still have usage (and credits) to write.
+    others = {f.split(":", 1)[0] for f in fields if ":" in f} - {u[0] for u in updates}
     rows: list[tuple[str, int, int, datetime | None, str | None]] = []
-    if updates:
+    if updates or others:
         with transaction.atomic():
-            rows = _apply(gen, updates)
+            _record_usage_and_credits(gen, [u[0] for u in updates], sorted(others), fields)
+            rows = _apply(gen, updates) if updates else []
     found = {r[0] for r in rows}
     args: list[Any] = [gen, state.prefix, int(time.time() * 1000)]
     for key_id, count, row_gen, when, ip in rows:
@@ -733,6 +1011,86 @@ def _write_generation(state: _Process, gen: int) -> int:
         args=args,
     )
     return len(rows)
+
+
+def _usage_and_credits(
+    db: Any, gen: int, key_ids: list[str], fields: dict[str, str]
+) -> None:
+    """Write the generation's usage counts and credits of ``key_ids`` (rows that have not
+    recorded ``gen`` yet, held by the caller's transaction)."""
+    from apikeys.models import ApiKeyUsage
+
+    table = db.ops.quote_name(ApiKey._meta.db_table)
+    usage_table = db.ops.quote_name(ApiKeyUsage._meta.db_table)
+    columns = ApiKeyUsage.OUTCOMES
+    upsert = (
+        f"INSERT INTO {usage_table} (api_key_id, start, {', '.join(columns)}) "  # nosec B608
+        f"VALUES (%s, %s, {', '.join('%s' for _ in columns)}) "
+        "ON CONFLICT (api_key_id, start) DO UPDATE SET "
+        + ", ".join(f"{c} = {usage_table}.{c} + excluded.{c}" for c in columns)
+    )
+    usage: list[list[Any]] = []
+    credits: list[list[Any]] = []
+    for key_id in key_ids:
+        for hour in filter(None, fields.get(key_id + ":h", "").split(",")):
+            counts = [
+                int(fields.get(f"{key_id}:{hour}:{letter}", "0")) for letter in USAGE_LETTERS
+            ]
+            if any(counts):
+                start = datetime.fromtimestamp(int(hour), tz=UTC)
+                usage.append([key_id, db.ops.adapt_datetimefield_value(start), *counts])
+        if key_id + ":r" in fields:
+            x = fields.get(key_id + ":x", "")
+            credits.append(
+                [
+                    int(fields[key_id + ":r"]),
+                    int(fields[key_id + ":p"]),
+                    int(x) if x else None,
+                    key_id,
+                    int(fields[key_id + ":v"]),
+                ]
+            )
+    with db.cursor() as cursor:
+        if usage:
+            cursor.executemany(upsert, usage)
+        if credits:
+            cursor.executemany(
+                f"UPDATE {table} SET credits_remaining = %s, credits_period = %s, "  # nosec B608
+                "credits_exceeded_period = %s WHERE id = %s AND limits_version = %s",
+                credits,
+            )
+
+
+def _record_usage_and_credits(
+    gen: int, counted: list[str], others: list[str], fields: dict[str, str]
+) -> None:
+    """Inside the write-back's transaction, before the counts: the generation's usage
+    history and credits, on the rows that have not recorded it yet; ``others`` (keys with
+    refusals only) record the generation here."""
+    db = connections[DEFAULT_DB_ALIAS]
+    table = db.ops.quote_name(ApiKey._meta.db_table)
+    every = counted + others
+    # Hold the rows first (row locks on PostgreSQL, the write lock on SQLite), then see
+    # which have not recorded this generation: only those get its usage and credits.
+    fresh: list[str] = []
+    for i in range(0, len(every), 500):
+        chunk = every[i : i + 500]
+        marks = ", ".join("%s" for _ in chunk)
+        with db.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET counts_generation = counts_generation "  # nosec B608
+                f"WHERE id IN ({marks})",
+                chunk,
+            )
+        fresh += ApiKey.objects.filter(pk__in=chunk, counts_generation__lt=gen).values_list(
+            "pk", flat=True
+        )
+    if fresh:
+        _usage_and_credits(db, gen, fresh, fields)
+    if others:
+        ApiKey.objects.filter(pk__in=others, counts_generation__lt=gen).update(
+            counts_generation=gen
+        )
 
 
 def _apply(

@@ -316,6 +316,22 @@ class ApiKey(models.Model):
     # (apikeys.keycache): a generation is added to a row once, and a reader adds only the
     # generations after it.
     counts_generation = models.PositiveBigIntegerField(default=0, editable=False)
+    # Usage limits (apikeys.limits): at most ``ratelimit_limit`` valid verifications in any
+    # ``ratelimit_duration`` seconds; credits used by valid verifications, refilled lazily
+    # (``credits_period`` is the refill period ``credits_remaining`` belongs to: a day or a
+    # month number, see apikeys.limits.period_of). None: no such limit.
+    ratelimit_limit = models.PositiveIntegerField(null=True, blank=True)
+    ratelimit_duration = models.PositiveIntegerField(null=True, blank=True)
+    credits_remaining = models.BigIntegerField(null=True, blank=True)
+    credits_refill_interval = models.CharField(max_length=8, blank=True)
+    credits_refill_amount = models.BigIntegerField(null=True, blank=True)
+    credits_period = models.BigIntegerField(null=True, blank=True, editable=False)
+    # Bumped by every change of the limits: credits kept in Redis for an older value are
+    # dropped, never written over the new one (apikeys.keycache).
+    limits_version = models.PositiveIntegerField(default=0, editable=False)
+    # The refill period of the first refusal for lack of credits: api_key.usage_exceeded is
+    # sent once per period.
+    credits_exceeded_period = models.BigIntegerField(null=True, blank=True, editable=False)
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -366,6 +382,10 @@ class ApiKey(models.Model):
             models.Index(fields=["api_public_id", "id"], name="apikeys_key_api_id"),
             models.Index(fields=["status", "id"], name="apikeys_key_status_id"),
         ]
+
+    @property
+    def is_limited(self) -> bool:
+        return self.ratelimit_limit is not None or self.credits_remaining is not None
 
     def __str__(self) -> str:
         # Never the secret or its digest: only what the lists show.
@@ -480,6 +500,7 @@ class AuditEvent(models.Model):
         API_KEY_ISSUED = "api_key.issued", "API key issued"
         API_KEY_ROTATED = "api_key.rotated", "API key rotated"
         API_KEY_REVOKED = "api_key.revoked", "API key revoked"
+        API_KEY_UPDATED = "api_key.updated", "API key changed"
         API_CREATED = "api.created", "API created"
         API_DELETED = "api.deleted", "API deleted"
         SCOPE_CREATED = "scope.created", "Scope created"
@@ -628,3 +649,19 @@ class ApiKeyUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.api_key_id} from {self.start:%Y-%m-%d %H:00}"
+
+
+class ApiKeyRateStamp(models.Model):
+    """The time of one valid verification of a rate-limited key, kept for the key's window
+    (``ratelimit_duration``) on the database path (no Redis): the sliding window is exact
+    because it is counted, under the key's row lock, from these rows. Rows older than the
+    window are deleted as verifications go."""
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
+    at = models.BigIntegerField(help_text="Unix time in microseconds.")
+
+    class Meta:
+        indexes = [models.Index(fields=["api_key", "at"], name="apikeys_ratestamp_key_at")]
+
+    def __str__(self) -> str:
+        return f"{self.api_key_id} at {self.at}"

@@ -8,7 +8,7 @@ Services take keyword-only arguments, write inside ``transaction.atomic`` togeth
 One module per aggregate, every public name importable from here::
 
     audit.py         Actor, audit_event_record
-    keys.py          api_key_issue, api_key_rotate, api_key_revoke, resolve_scopes
+    keys.py          api_key_issue, api_key_update, api_key_rotate, api_key_revoke, resolve_scopes
     verification.py  api_key_verify, Verification
     leaks.py         api_key_leak_report, LeakReport (leaked keys: judge, revoke a live one)
     apis.py          api_create, api_delete, scope_create, scope_update, scope_delete
@@ -50,6 +50,7 @@ from apikeys.services.keys import (
     api_key_issue,
     api_key_revoke,
     api_key_rotate,
+    api_key_update,
     resolve_scopes,
 )
 from apikeys.services.leaks import LeakReport, api_key_leak_report
@@ -68,6 +69,7 @@ __all__ = [
     "api_key_leak_report",
     "api_key_revoke",
     "api_key_rotate",
+    "api_key_update",
     "api_key_verify",
     "audit_event_record",
     "m2m_application_create",

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from apikeys import conf, crypto, keycache
+from apikeys import conf, crypto, keycache, limits
 from apikeys import exceptions as errors
 from apikeys.models import Api, ApiKey, AuditEvent, Organization, Scope
 from apikeys.services._shared import Action, check_text, hashing_secret, hold_owner
@@ -75,10 +75,16 @@ def api_key_issue(
     organization: Organization | None = None,
     user: Any = None,
     expires_at: datetime | None = None,
+    ratelimit: Any = None,
+    credits: Any = None,
     actor: Actor,
 ) -> IssuedKey:
-    """Issue a key for ``api`` owned by exactly one of ``organization`` or ``user``."""
+    """Issue a key for ``api`` owned by exactly one of ``organization`` or ``user``, with
+    optional usage limits (``ratelimit``, ``credits``: :mod:`apikeys.limits` shapes, as
+    dataclasses or as the API's JSON objects)."""
     name = check_text(name, field="name", max_length=128)
+    rate = limits.parse_ratelimit(ratelimit)
+    allowance = limits.parse_credits(credits)
     if organization is None and user is None:
         raise errors.OwnerRequired()
     if organization is not None and user is not None:
@@ -108,6 +114,7 @@ def api_key_issue(
             created_by_user=actor.user if actor.application is None else None,
             created_by_application=actor.application,
             expires_at=expires_at,
+            **_limit_columns(rate, allowance, timezone.now()),
         )
         api_key.scopes.set(chosen)
         audit_event_record(
@@ -117,9 +124,141 @@ def api_key_issue(
             target_id=api_key.id,
             organization=organization,
             user_public_id=api_key.user_public_id,
-            details={"name": name, "api_id": api.id, "scopes": [s.key for s in chosen]},
+            details={
+                "name": name,
+                "api_id": api.id,
+                "scopes": [s.key for s in chosen],
+                **({"ratelimit": limits.ratelimit_json(rate.limit, rate.duration)} if rate else {}),
+                **({"credits": _credits_details(allowance)} if allowance else {}),
+            },
         )
     return IssuedKey(api_key=api_key, plaintext=plaintext)
+
+
+def _limit_columns(
+    rate: limits.RateLimit | None, allowance: limits.Credits | None, now: datetime
+) -> dict[str, Any]:
+    """The key row's columns for these limits (None: no such limit)."""
+    return {
+        "ratelimit_limit": rate.limit if rate else None,
+        "ratelimit_duration": rate.duration if rate else None,
+        "credits_remaining": allowance.remaining if allowance else None,
+        "credits_refill_interval": allowance.refill_interval if allowance else "",
+        "credits_refill_amount": allowance.refill_amount if allowance else None,
+        # The remaining credits given belong to the current period: the next refill is at
+        # the start of the next one.
+        "credits_period": (
+            limits.period_of(allowance.refill_interval, now) if allowance else None
+        ),
+        "credits_exceeded_period": None,
+    }
+
+
+def _credits_details(allowance: limits.Credits | None) -> dict[str, Any] | None:
+    if allowance is None:
+        return None
+    return limits.credits_json(
+        allowance.remaining, allowance.refill_interval, allowance.refill_amount
+    )
+
+
+class _Unset:
+    """No value given (``None`` means "remove the limit")."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+
+
+def api_key_update(
+    *,
+    api_key: ApiKey,
+    actor: Actor,
+    name: Any = UNSET,
+    ratelimit: Any = UNSET,
+    credits: Any = UNSET,
+    expires_at: Any = UNSET,
+) -> ApiKey:
+    """Change an active key's ``name``, usage limits or ``expires_at`` (each only when
+    given; ``None`` removes a limit or the expiry). Every worker sees the change at once
+    (:func:`keycache.invalidate`); the audit event lists each field's old and new value.
+    A revoked or expired key cannot be changed (``API_KEY_REVOKED`` / ``API_KEY_EXPIRED``).
+
+    Credits given here replace the remaining count and start the current refill period;
+    a ``ratelimit`` change keeps the verifications already in the window."""
+    changes: dict[str, Any] = {}
+    if name is not UNSET:
+        changes["name"] = check_text(name, field="name", max_length=128)
+    if ratelimit is not UNSET:
+        changes["ratelimit"] = limits.parse_ratelimit(ratelimit)
+    if credits is not UNSET:
+        changes["credits"] = limits.parse_credits(credits)
+    now = timezone.now()
+    if expires_at is not UNSET:
+        if expires_at is not None and (not isinstance(expires_at, datetime) or expires_at <= now):
+            raise errors.ValidationFailed(
+                "expires_at must be in the future.", code="EXPIRES_AT_IN_PAST", field="expires_at"
+            )
+        changes["expires_at"] = expires_at
+    with transaction.atomic():
+        locked = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+        if locked.status == ApiKey.Status.REVOKED:
+            raise errors.ApiKeyRevoked("A revoked API key cannot be changed.")
+        if locked.is_expired:
+            raise errors.ApiKeyExpired("An expired API key cannot be changed.")
+        before: dict[str, Any] = {}
+        after: dict[str, Any] = {}
+        fields: list[str] = []
+        if "name" in changes:
+            before["name"], after["name"] = locked.name, changes["name"]
+            locked.name = changes["name"]
+            fields.append("name")
+        if "expires_at" in changes:
+            before["expires_at"] = locked.expires_at.isoformat() if locked.expires_at else None
+            after["expires_at"] = changes["expires_at"].isoformat() if changes["expires_at"] else None
+            locked.expires_at = changes["expires_at"]
+            fields.append("expires_at")
+        if "ratelimit" in changes:
+            rate = changes["ratelimit"]
+            before["ratelimit"] = limits.ratelimit_json(
+                locked.ratelimit_limit, locked.ratelimit_duration
+            )
+            after["ratelimit"] = limits.ratelimit_json(rate.limit, rate.duration) if rate else None
+            locked.ratelimit_limit = rate.limit if rate else None
+            locked.ratelimit_duration = rate.duration if rate else None
+            fields += ["ratelimit_limit", "ratelimit_duration"]
+        if "credits" in changes:
+            allowance = changes["credits"]
+            before["credits"] = limits.credits_json(
+                locked.credits_remaining,
+                locked.credits_refill_interval,
+                locked.credits_refill_amount,
+            )
+            after["credits"] = _credits_details(allowance)
+            for column, value in _limit_columns(None, allowance, now).items():
+                if column.startswith("credits_"):
+                    setattr(locked, column, value)
+                    fields.append(column)
+        if "credits" in changes or "ratelimit" in changes:
+            # Credits kept in Redis for the old value are dropped (apikeys.keycache).
+            locked.limits_version += 1
+            fields.append("limits_version")
+        if not fields:
+            return locked
+        keycache.invalidate([locked.pk])
+        locked.save(update_fields=fields)
+        audit_event_record(
+            actor=actor,
+            action=Action.API_KEY_UPDATED,
+            target_type="api_key",
+            target_id=locked.id,
+            organization=locked.organization,
+            user_public_id=locked.user_public_id,
+            details={"before": before, "after": after},
+        )
+    return locked
 
 
 def api_key_rotate(*, api_key: ApiKey, grace_seconds: int = 0, actor: Actor) -> IssuedKey:

@@ -6,17 +6,20 @@ call :func:`api_key_verify`.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from apikeys import crypto, keycache
-from apikeys.models import ApiKey
+from apikeys import crypto, keycache, limits
+from apikeys.models import ApiKey, ApiKeyRateStamp, ApiKeyUsage
 from apikeys.services._shared import clean_ip, hashing_secret
+
+logger = logging.getLogger("apikeys.verification")
 
 
 @dataclass(frozen=True)
@@ -24,9 +27,11 @@ class Verification:
     """The answer to "is this key valid, for whom, with which scopes?".
 
     ``code`` is the contract's: ``API_KEY_VERIFIED``, ``API_KEY_INVALID``,
-    ``API_KEY_REVOKED``, ``API_KEY_EXPIRED`` or ``API_KEY_WRONG_AUDIENCE``. ``key_id`` and
-    ``status`` are set when the key was identified by a correct secret; the rest only when
-    it is valid.
+    ``API_KEY_REVOKED``, ``API_KEY_EXPIRED``, ``API_KEY_WRONG_AUDIENCE``,
+    ``API_KEY_RATE_LIMITED`` or ``API_KEY_USAGE_EXCEEDED``. ``key_id`` and ``status`` are
+    set when the key was identified by a correct secret; the rest only when it is valid
+    (``org_code`` and ``user_id`` also for a refusal by a limit). ``ratelimit``
+    (``limit``, ``remaining``, ``reset``) and ``credits_remaining`` only for a limited key.
     """
 
     VERIFIED = "API_KEY_VERIFIED"
@@ -34,6 +39,8 @@ class Verification:
     REVOKED = "API_KEY_REVOKED"
     EXPIRED = "API_KEY_EXPIRED"
     WRONG_AUDIENCE = "API_KEY_WRONG_AUDIENCE"
+    RATE_LIMITED = "API_KEY_RATE_LIMITED"
+    USAGE_EXCEEDED = "API_KEY_USAGE_EXCEEDED"
 
     code: str
     key_id: str | None = None
@@ -46,6 +53,8 @@ class Verification:
     expires_at: datetime | None = None
     last_verified_on: datetime | None = None
     verification_count: int | None = None
+    ratelimit: dict[str, Any] | None = None
+    credits_remaining: int | None = None
 
     @property
     def is_valid(self) -> bool:
@@ -69,9 +78,25 @@ _VERIFY_COLUMNS = (
     "counts_generation",
 )
 
+# Outcomes as ApiKeyUsage counts them, by Verification code.
+USAGE_COLUMN = {
+    "API_KEY_VERIFIED": "verified",
+    "API_KEY_RATE_LIMITED": "rate_limited",
+    "API_KEY_USAGE_EXCEEDED": "usage_exceeded",
+    "API_KEY_REVOKED": "revoked",
+    "API_KEY_EXPIRED": "expired",
+    "API_KEY_WRONG_AUDIENCE": "wrong_audience",
+}
 
-def api_key_verify(*, key: Any, audience: str | None = None, ip: str | None = None) -> Verification:
+
+def api_key_verify(
+    *, key: Any, audience: str | None = None, ip: str | None = None, cost: int = 1
+) -> Verification:
     """Verify ``key`` and, when valid, count the verification with its time and ``ip``.
+
+    A key with usage limits is checked against them after its secret, status, expiry and
+    audience (rate limit, then credits, using ``cost`` of them); every verification of an
+    identified key is counted in its hour of usage history (``ApiKeyUsage``), by outcome.
 
     With Redis as the default cache, a key this worker knows costs one Redis round trip and
     no database one (:mod:`apikeys.keycache`: its state cached here, revocation honoured at
@@ -88,7 +113,7 @@ def api_key_verify(*, key: Any, audience: str | None = None, ip: str | None = No
     ip = clean_ip(ip)
     # With Redis: the key's state cached in this worker, checked and counted in one Redis
     # round trip (apikeys.keycache); None when it cannot answer, and the database does.
-    cached = keycache.verify(key_digest, audience, ip, now)
+    cached = keycache.verify_limited(key_digest, audience, ip, now, cost)
     if cached is not None:
         return _cached_verification(*cached, audience=audience, now=now)
     row = _count_valid_verification(key_digest, audience, ip, now)
@@ -118,15 +143,28 @@ def api_key_verify(*, key: Any, audience: str | None = None, ip: str | None = No
                 values["id"], int(values["verification_count"]), int(values["counts_generation"])
             ),
         )
-    return _explain_failure(key_digest, audience, now)
+    return _explain_failure(key_digest, audience, ip, now, cost)
 
 
 def _cached_verification(
-    entry: keycache.Entry, total: int | None, *, audience: str | None, now: datetime
+    entry: keycache.Entry,
+    total: int | None,
+    limited: keycache.Limited | None = None,
+    *,
+    audience: str | None,
+    now: datetime,
 ) -> Verification:
     """The answer for a key known to this worker: ``total`` is its count after this
     verification when it verified; otherwise the entry says why not, as the database path
-    would (``_explain_failure``)."""
+    would (``_explain_failure``). ``limited``: what the key's limits said, if it has any."""
+    if limited is not None:
+        if limited.first_exceeded:
+            _usage_exceeded_hook(entry.key_id, limited.period)
+        if limited.code is not None:
+            return _refused_by_limit(
+                limited.code, entry.key_id, entry.org_code, entry.user_id, entry.ratelimit,
+                limited.reset,
+            )
     if total is not None:
         return Verification(
             code=Verification.VERIFIED,
@@ -138,8 +176,12 @@ def _cached_verification(
             api_id=entry.api_id,
             audience=entry.audience,
             expires_at=entry.expires_at,
-            last_verified_on=now,
+            last_verified_on=limited.at if limited is not None else now,
             verification_count=total,
+            ratelimit=_ratelimit_answer(entry.ratelimit, limited.ratelimit_remaining, limited.reset)
+            if limited is not None
+            else None,
+            credits_remaining=limited.credits_remaining if limited is not None else None,
         )
     code = keycache.outcome(entry, audience, now)
     if code == Verification.REVOKED:
@@ -180,10 +222,105 @@ def _count_valid_verification(
     }
     if audience is not None:
         params["audience"] = audience
-    with _verify_cursor(db) if postgresql else db.cursor() as cursor:
-        cursor.execute(sql, params)
-        row: tuple[Any, ...] | None = cursor.fetchone()
+    row: tuple[Any, ...] | None
+    if postgresql:
+        # One statement: the count and its hour of usage history (a data-modifying CTE).
+        params["hour"] = hour_of(now)
+        with _verify_cursor(db) as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
         return row
+    # SQLite: the count and its hour of usage history, two statements in one transaction.
+    with transaction.atomic():
+        with db.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        if row is not None:
+            record_usage(str(row[0]), "verified", now)
+        return row
+
+
+_USAGE_SQL: dict[str, str] = {}
+
+
+def record_usage(key_id: str, outcome: str, when: datetime, n: int = 1) -> None:
+    """Add ``n`` to the ``outcome`` count of the key's hour of ``when``: one upsert (inside
+    the caller's transaction when there is one)."""
+    record_usage_counts([(key_id, hour_of(when), {outcome: n})])
+
+
+def hour_of(when: datetime) -> datetime:
+    return when.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def record_usage_counts(items: list[tuple[str, datetime, dict[str, int]]]) -> None:
+    """Add counts to hours of usage history: ``(key id, hour start, {outcome: n})`` each."""
+    if not items:
+        return
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor not in _USAGE_SQL:
+        table = db.ops.quote_name(ApiKeyUsage._meta.db_table)
+        columns = ApiKeyUsage.OUTCOMES
+        # Constant fragments and a quoted table name: only parameters carry values.
+        _USAGE_SQL[db.vendor] = (
+            f"INSERT INTO {table} (api_key_id, start, {', '.join(columns)}) "  # nosec B608
+            f"VALUES (%s, %s, {', '.join('%s' for _ in columns)}) "
+            "ON CONFLICT (api_key_id, start) DO UPDATE SET "
+            + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in columns)
+        )
+    params = [
+        [key_id, db.ops.adapt_datetimefield_value(start)]
+        + [counts.get(c, 0) for c in ApiKeyUsage.OUTCOMES]
+        for key_id, start, counts in items
+    ]
+    with db.cursor() as cursor:
+        cursor.executemany(_USAGE_SQL[db.vendor], params)
+
+
+def _usage_exceeded_hook(key_id: str, period: int | None) -> None:
+    """The first refusal for lack of credits in a refill period (``period``; None without a
+    refill: the first refusal since credits were last set): where ``api_key.usage_exceeded``
+    is to be sent, once per period. Called inside the verification's transaction on the
+    database path, after the Redis script on the Redis path."""
+    logger.info("API key %s ran out of credits (period %s).", key_id, period)
+
+
+def _ratelimit_answer(
+    rate: tuple[int, int] | None, remaining: int | None, reset: datetime | None
+) -> dict[str, Any] | None:
+    if rate is None:
+        return None
+    answer: dict[str, Any] = {"limit": rate[0], "remaining": remaining}
+    if reset is not None:
+        answer["reset"] = reset
+    return answer
+
+
+def _refused_by_limit(
+    code: str,
+    key_id: str,
+    org_code: str | None,
+    user_id: str | None,
+    rate: tuple[int, int] | None,
+    reset: datetime | None,
+) -> Verification:
+    if code == Verification.RATE_LIMITED:
+        return Verification(
+            code=code,
+            key_id=key_id,
+            status="active",
+            org_code=org_code,
+            user_id=user_id,
+            ratelimit={"limit": rate[0] if rate else 0, "remaining": 0, "reset": reset},
+        )
+    return Verification(
+        code=code,
+        key_id=key_id,
+        status="active",
+        org_code=org_code,
+        user_id=user_id,
+        credits_remaining=0,
+    )
 
 
 def _verify_cursor(db: Any) -> Any:
@@ -229,7 +366,7 @@ def _build_verify_sql(db: Any, with_audience: bool, async_commit: bool) -> str:
     # latest": keep the later of the stored time and this one, and the IP that goes with
     # it. (SQLite stores the times as fixed-format text, which compares in time order.)
     later = "(last_verified_on IS NULL OR last_verified_on <= %(now)s)"
-    return (
+    statement = (
         f"UPDATE {table} SET verification_count = verification_count + 1, "
         f"last_verified_ip = CASE WHEN {later} THEN %(ip)s ELSE last_verified_ip END, "
         f"last_verified_on = CASE WHEN {later} THEN %(now)s ELSE last_verified_on END"
@@ -246,12 +383,49 @@ def _build_verify_sql(db: Any, with_audience: bool, async_commit: bool) -> str:
         # every active key; a prepared statement would keep that plan for the connection.
         f" AND (status = '{ApiKey.Status.ACTIVE.value}') IS TRUE"
         " AND (expires_at IS NULL OR expires_at > %(now)s)"
+        # A key with limits takes the locked path (_verify_limited).
+        " AND ratelimit_limit IS NULL AND credits_remaining IS NULL"
         + (" AND audience = %(audience)s" if with_audience else "")
         + f" RETURNING {', '.join(_VERIFY_COLUMNS)}"
     )
+    if db.vendor != "postgresql":
+        return statement
+    usage = db.ops.quote_name(ApiKeyUsage._meta.db_table)
+    others = [c for c in ApiKeyUsage.OUTCOMES if c != "verified"]
+    return (
+        f"WITH counted AS ({statement}), hour AS ("  # nosec B608
+        f"INSERT INTO {usage} (api_key_id, start, verified, {', '.join(others)}) "
+        f"SELECT id, %(hour)s, 1{', 0' * len(others)} FROM counted "
+        f"ON CONFLICT (api_key_id, start) DO UPDATE SET verified = {usage}.verified + 1) "
+        f"SELECT {', '.join(_VERIFY_COLUMNS)} FROM counted"
+    )
 
 
-def _explain_failure(key_digest: str, audience: str | None, now: datetime) -> Verification:
+def _explain_failure(
+    key_digest: str,
+    audience: str | None,
+    ip: str | None,
+    now: datetime,
+    cost: int,
+    *,
+    limited_path: bool = True,
+) -> Verification:
+    """Why the verify statement found no valid key; a key with limits that is otherwise
+    valid goes to :func:`_verify_limited`. A refusal of an identified key is counted in its
+    usage history."""
+    result = _explain(key_digest, audience, now)
+    if result is None:
+        if limited_path:
+            return _verify_limited(key_digest, audience, ip, cost)
+        return _INVALID
+    if result.key_id is not None:
+        record_usage(result.key_id, USAGE_COLUMN[result.code], now)
+    return result
+
+
+def _explain(key_digest: str, audience: str | None, now: datetime) -> Verification | None:
+    """The refusal for this digest, or None if the key is valid (it has limits, or it
+    changed since the verify statement)."""
     candidate = (
         ApiKey.objects.filter(Q(digest=key_digest) | Q(previous_digest=key_digest))
         .only(
@@ -262,6 +436,8 @@ def _explain_failure(key_digest: str, audience: str | None, now: datetime) -> Ve
             "status",
             "expires_at",
             "audience",
+            "ratelimit_limit",
+            "credits_remaining",
         )
         .first()
     )
@@ -283,5 +459,161 @@ def _explain_failure(key_digest: str, audience: str | None, now: datetime) -> Ve
         return Verification(code=Verification.EXPIRED, key_id=candidate.id, status="expired")
     if audience is not None and candidate.audience != audience:
         return Verification(code=Verification.WRONG_AUDIENCE, key_id=candidate.id, status="active")
+    if candidate.is_limited:
+        return None
     # The key changed between the two statements (rotated or revoked meanwhile): refuse.
     return _INVALID
+
+
+_LIMITED_COLUMNS = (
+    "id",
+    "digest",
+    "previous_digest",
+    "previous_expires_at",
+    "status",
+    "expires_at",
+    "audience",
+    "scope_keys",
+    "org_code",
+    "user_public_id",
+    "api_public_id",
+    "verification_count",
+    "counts_generation",
+    "ratelimit_limit",
+    "ratelimit_duration",
+    "credits_remaining",
+    "credits_refill_interval",
+    "credits_refill_amount",
+    "credits_period",
+    "credits_exceeded_period",
+)
+
+
+def _verify_limited(
+    key_digest: str, audience: str | None, ip: str | None, cost: int
+) -> Verification:
+    """Verify a key with usage limits on the database: in one transaction that holds the
+    key's row (a no-op ``UPDATE`` first: the row lock on PostgreSQL, the write lock on
+    SQLite), so that concurrent verifications of the key, in any process, take turns.
+
+    - Rate limit: the times of the key's valid verifications of the last ``duration``
+      seconds are rows (``ApiKeyRateStamp``), older ones deleted as it goes; with ``limit``
+      of them already, the verification is refused until the oldest leaves the window.
+    - Credits: a ``remaining`` of an earlier refill period is first set back to the refill
+      amount (the lazy refill, exactly once: the row is held); fewer than ``cost`` left is a
+      refusal that uses nothing, else ``cost`` is subtracted.
+    The clock is read once the row is held, so the times of one key's verifications are in
+    the order they were decided."""
+    db = connections[DEFAULT_DB_ALIAS]
+    table = db.ops.quote_name(ApiKey._meta.db_table)
+    hold = f"UPDATE {table} SET limits_version = limits_version WHERE digest = %s OR previous_digest = %s"  # nosec B608
+    with transaction.atomic():
+        with db.cursor() as cursor:
+            cursor.execute(hold, [key_digest, key_digest])
+        row = (
+            ApiKey.objects.filter(Q(digest=key_digest) | Q(previous_digest=key_digest))
+            .values_list(*_LIMITED_COLUMNS)
+            .first()
+        )
+        now = timezone.now()
+        if row is None:
+            return _INVALID
+        v = dict(zip(_LIMITED_COLUMNS, row, strict=True))
+        valid = (
+            crypto.constant_time_equals(v["digest"], key_digest)
+            or (
+                v["previous_digest"] is not None
+                and crypto.constant_time_equals(v["previous_digest"], key_digest)
+                and v["previous_expires_at"] is not None
+                and v["previous_expires_at"] > now
+            )
+        ) and (
+            v["status"] == ApiKey.Status.ACTIVE
+            and (v["expires_at"] is None or v["expires_at"] > now)
+            and (audience is None or v["audience"] == audience)
+        )
+        if valid:
+            return _apply_limits_locked(v, ip, cost, now)
+    # Changed meanwhile: say why, without coming back here.
+    return _explain_failure(key_digest, audience, ip, now, cost, limited_path=False)
+
+
+def _apply_limits_locked(v: dict[str, Any], ip: str | None, cost: int, now: datetime) -> Verification:
+    key_id = v["id"]
+    org_code, user_id = v["org_code"] or None, v["user_public_id"] or None
+    rate = (
+        (int(v["ratelimit_limit"]), int(v["ratelimit_duration"]))
+        if v["ratelimit_limit"] is not None
+        else None
+    )
+    now_us = int(now.timestamp() * 1_000_000)
+    stamps = ApiKeyRateStamp.objects.filter(api_key_id=key_id)
+    in_window = 0
+    if rate is not None:
+        window_us = rate[1] * 1_000_000
+        stamps.filter(at__lte=now_us - window_us).delete()
+        times = list(stamps.order_by("at").values_list("at", flat=True)[: rate[0]])
+        in_window = stamps.count() if len(times) >= rate[0] else len(times)
+        if in_window >= rate[0]:
+            reset = datetime.fromtimestamp((times[0] + window_us) / 1_000_000, tz=UTC)
+            record_usage(key_id, "rate_limited", now)
+            return _refused_by_limit(
+                Verification.RATE_LIMITED, key_id, org_code, user_id, rate, reset
+            )
+    updates: dict[str, Any] = {}
+    remaining: int | None = None
+    if v["credits_remaining"] is not None:
+        remaining = int(v["credits_remaining"])
+        interval = v["credits_refill_interval"]
+        period = v["credits_period"]
+        if interval and v["credits_refill_amount"] is not None:
+            current = limits.period_of(interval, now)
+            if (period or 0) < current:
+                remaining, period = int(v["credits_refill_amount"]), current
+                updates["credits_remaining"], updates["credits_period"] = remaining, period
+        if remaining < cost:
+            if v["credits_exceeded_period"] != (period or 0):
+                updates["credits_exceeded_period"] = period or 0
+                _usage_exceeded_hook(key_id, period)
+            if updates:
+                ApiKey.objects.filter(pk=key_id).update(**updates)
+            record_usage(key_id, "usage_exceeded", now)
+            return _refused_by_limit(
+                Verification.USAGE_EXCEEDED, key_id, org_code, user_id, rate, None
+            )
+        remaining -= cost
+        updates["credits_remaining"] = remaining
+    if rate is not None:
+        ApiKeyRateStamp.objects.create(api_key_id=key_id, at=now_us)
+    db = connections[DEFAULT_DB_ALIAS]
+    table = db.ops.quote_name(ApiKey._meta.db_table)
+    sets = ", ".join(f"{column} = %s" for column in updates)
+    with db.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET verification_count = verification_count + 1, "  # nosec B608
+            "last_verified_on = %s, last_verified_ip = %s" + (", " + sets if sets else "")
+            + " WHERE id = %s",
+            [db.ops.adapt_datetimefield_value(now), ip, *updates.values(), key_id],
+        )
+    record_usage(key_id, "verified", now)
+    reset = None
+    if rate is not None:
+        oldest = stamps.order_by("at").values_list("at", flat=True).first() or now_us
+        reset = datetime.fromtimestamp((oldest + rate[1] * 1_000_000) / 1_000_000, tz=UTC)
+    return Verification(
+        code=Verification.VERIFIED,
+        key_id=key_id,
+        status=ApiKey.Status.ACTIVE,
+        scopes=tuple(v["scope_keys"].split()),
+        org_code=org_code,
+        user_id=user_id,
+        api_id=v["api_public_id"],
+        audience=v["audience"],
+        expires_at=keycache.aware_datetime(v["expires_at"]),
+        last_verified_on=now,
+        verification_count=keycache.live_count(
+            key_id, int(v["verification_count"]) + 1, int(v["counts_generation"])
+        ),
+        ratelimit=_ratelimit_answer(rate, rate[0] - in_window - 1, reset) if rate else None,
+        credits_remaining=remaining,
+    )

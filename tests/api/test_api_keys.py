@@ -537,7 +537,13 @@ def test_verify_counts_ip_and_time(client_all, issued_key):
 def test_verify_is_at_most_two_queries_including_the_token(
     database_path, client_all, issued_key, django_assert_max_num_queries
 ):
-    with django_assert_max_num_queries(2):
+    from django.db import connection
+
+    # The token, then the key: one statement that also counts the hour of usage history on
+    # PostgreSQL (a data-modifying CTE); SQLite has none, so the hour is a second statement
+    # in the same transaction (inside the test's transaction, that one is a savepoint: two
+    # more statements here, none in production).
+    with django_assert_max_num_queries(2 if connection.vendor == "postgresql" else 5):
         assert verify(client_all, issued_key.plaintext)["is_valid"]
 
 
