@@ -235,7 +235,7 @@ return {2, total, outcome, rl_left, string.format('%.0f', reset), credits, first
 """
 
 # KEYS: first generation, current generation   ARGV: prefix, key id, row's generation
-# Answer: hour, outcome, count, ... of the generations the row has not recorded.
+# Answer: generation, hour, outcome, count, ... of the generations after the one given.
 _USAGE: Final = """
 local current = tonumber(redis.call('GET', KEYS[2]) or '-1')
 local first = tonumber(redis.call('GET', KEYS[1]) or current)
@@ -249,6 +249,7 @@ for g = math.max(tonumber(ARGV[3]) + 1, first), current do
       for _, o in ipairs({'v', 'l', 'u', 'r', 'e', 'a'}) do
         local n = redis.call('HGET', counts, id .. ':' .. hour .. ':' .. o)
         if n then
+          out[#out + 1] = g
           out[#out + 1] = hour
           out[#out + 1] = o
           out[#out + 1] = n
@@ -932,9 +933,9 @@ def _merge_credits(state: _Process, keys: list[ApiKey]) -> None:
                 key.credits_period = int(_text(period))
 
 
-def unwritten_usage(key_id: str, generation: int) -> list[tuple[datetime, str, int]]:
-    """The usage counts of a key in Redis not yet written back (after the row's
-    ``generation``): (hour start, ApiKeyUsage column, count) each; empty without Redis."""
+def unwritten_usage(key_id: str, generation: int = -1) -> list[tuple[int, datetime, str, int]]:
+    """The usage counts of a key in Redis not yet written back (after ``generation``):
+    (generation, hour start, ApiKeyUsage column, count) each; empty without Redis."""
     state = _usable()
     if state is None:
         return []
@@ -947,11 +948,12 @@ def unwritten_usage(key_id: str, generation: int) -> list[tuple[datetime, str, i
         return []
     return [
         (
-            datetime.fromtimestamp(int(_text(answer[i])), tz=UTC),
-            USAGE_LETTERS[_text(answer[i + 1])],
-            int(_text(answer[i + 2])),
+            int(answer[i]),
+            datetime.fromtimestamp(int(_text(answer[i + 1])), tz=UTC),
+            USAGE_LETTERS[_text(answer[i + 2])],
+            int(_text(answer[i + 3])),
         )
-        for i in range(0, len(answer), 3)
+        for i in range(0, len(answer), 4)
     ]
 
 

@@ -14,6 +14,7 @@ urlpatterns = [
     # Before api_keys/<key_id>, which would otherwise take "leaks" for a key id.
     path("api_keys/leaks", views.ApiKeyLeaksApi.as_view(), name="api-key-leaks"),
     path("api_keys/<str:key_id>", views.ApiKeyApi.as_view(), name="api-key"),
+    path("api_keys/<str:key_id>/usage", views.ApiKeyUsageApi.as_view(), name="api-key-usage"),
     path("apis", views.ApisApi.as_view(), name="apis"),
     path("apis/<str:api_id>", views.ApiApi.as_view(), name="api"),
     path("apis/<str:api_id>/scopes", views.ApiScopesApi.as_view(), name="api-scopes"),

@@ -37,8 +37,10 @@ from apikeys.api.serializers.api_keys import (
     ApiKeyListQuery,
     ApiKeyOut,
     ApiKeyRotateIn,
+    ApiKeyUpdateIn,
     ApiKeyVerifyIn,
     SecretOut,
+    UsageBucketOut,
     VerificationOut,
 )
 from apikeys.api.serializers.apis import (
@@ -91,6 +93,8 @@ __all__ = [
     "ApiKeyListQuery",
     "ApiKeyOut",
     "ApiKeyRotateIn",
+    "ApiKeyUpdateIn",
+    "UsageBucketOut",
     "ApiKeyVerifyIn",
     "ApiOut",
     "ErrorItemOut",

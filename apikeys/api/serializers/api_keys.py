@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils import timezone
 from rest_framework import serializers
 
 from apikeys import exceptions as errors
+from apikeys import limits
 from apikeys.api.serializers._base import (
     ExactStringField,
     OneErrorAtATime,
@@ -36,6 +38,15 @@ class ApiKeyCreateIn(StrictSerializer):
     user_id = StrictCharField(required=False, allow_null=True, max_length=200)
     type = serializers.ChoiceField(choices=["organization", "user"], required=False)
     expires_at = StrictDateTimeField(required=False, allow_null=True)
+    ratelimit = serializers.JSONField(
+        required=False, allow_null=True, help_text='{"limit": 1-10000, "duration": 1-86400} (seconds)'
+    )
+    credits = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        help_text='{"remaining": 0-1000000000, "refill": {"interval": "daily"|"monthly", '
+        '"amount": 1-1000000000}?}',
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """Adds ``api``, ``organization`` and ``user``: exactly one owner, of the ``type``
@@ -62,6 +73,16 @@ class ApiKeyCreateIn(StrictSerializer):
             "organization": org_in_body(org_code, "org_code") if org_code else None,
             "user": user_in_body(user_id, "user_id") if user_id else None,
         }
+
+
+class ApiKeyUpdateIn(StrictSerializer):
+    """PATCH: each field only when given; ``null`` removes a limit or the expiry. The
+    limits' shapes are checked by the service (one path for every door)."""
+
+    name = StrictCharField(required=False, min_length=1, max_length=128)
+    ratelimit = serializers.JSONField(required=False, allow_null=True)
+    credits = serializers.JSONField(required=False, allow_null=True)
+    expires_at = StrictDateTimeField(required=False, allow_null=True)
 
 
 class ApiKeyListQuery(OneErrorAtATime):
@@ -96,6 +117,7 @@ class ApiKeyVerifyIn(OneErrorAtATime, StrictSerializer):
         reject_nul=True,
         error_messages={"invalid": "audience must be a non-empty string."},
     )
+    cost = StrictIntegerField(required=False, min_value=0, max_value=1000)
 
     def unknown_field_errors(self, unknown: list[str]) -> dict[str, list[serializers.ErrorDetail]]:
         name = unknown[0][:64]
@@ -128,6 +150,8 @@ class ApiKeyOut(serializers.Serializer[Any]):
     expires_at = serializers.CharField(allow_null=True)
     rotated_on = serializers.CharField(allow_null=True)
     revoked_on = serializers.CharField(allow_null=True)
+    ratelimit = serializers.JSONField(allow_null=True)
+    credits = serializers.JSONField(allow_null=True)
 
     def to_representation(self, key: ApiKey) -> dict[str, Any]:
         return {
@@ -149,7 +173,32 @@ class ApiKeyOut(serializers.Serializer[Any]):
             "expires_at": iso(key.expires_at),
             "rotated_on": iso(key.rotated_on),
             "revoked_on": iso(key.revoked_on),
+            "ratelimit": limits.ratelimit_json(key.ratelimit_limit, key.ratelimit_duration),
+            "credits": limits.credits_json(
+                limits.credits_now(
+                    key.credits_remaining,
+                    key.credits_refill_interval,
+                    key.credits_refill_amount,
+                    key.credits_period,
+                    timezone.now(),
+                ),
+                key.credits_refill_interval,
+                key.credits_refill_amount,
+            ),
         }
+
+
+class UsageBucketOut(serializers.Serializer[Any]):
+    start = serializers.CharField()
+    verified = serializers.IntegerField()
+    rate_limited = serializers.IntegerField()
+    usage_exceeded = serializers.IntegerField()
+    revoked = serializers.IntegerField()
+    expired = serializers.IntegerField()
+    wrong_audience = serializers.IntegerField()
+
+    def to_representation(self, bucket: dict[str, Any]) -> dict[str, Any]:
+        return {**bucket, "start": iso(bucket["start"])}
 
 
 VERIFY_MESSAGES = {
@@ -158,6 +207,8 @@ VERIFY_MESSAGES = {
     Verification.REVOKED: "API key has been revoked",
     Verification.EXPIRED: "API key has expired",
     Verification.WRONG_AUDIENCE: "API key is not valid for this audience",
+    Verification.RATE_LIMITED: "API key rate limit exceeded",
+    Verification.USAGE_EXCEEDED: "API key has no credits left",
 }
 
 
@@ -174,6 +225,8 @@ class VerificationOut(serializers.Serializer[Any]):
                     "API_KEY_REVOKED",
                     "API_KEY_EXPIRED",
                     "API_KEY_WRONG_AUDIENCE",
+                    "API_KEY_RATE_LIMITED",
+                    "API_KEY_USAGE_EXCEEDED",
                 ]
             ),
             "message": serializers.CharField(),
@@ -188,10 +241,16 @@ class VerificationOut(serializers.Serializer[Any]):
             "api_id": serializers.CharField(allow_null=True),
             "audience": serializers.CharField(allow_null=True),
             "expires_at": serializers.CharField(allow_null=True),
+            "ratelimit": serializers.JSONField(
+                required=False, help_text="limit, remaining, reset: keys with a rate limit only"
+            ),
+            "credits_remaining": serializers.IntegerField(
+                required=False, help_text="keys with credits only"
+            ),
         }
 
     def to_representation(self, result: Verification) -> dict[str, Any]:
-        return {
+        answer = {
             "code": result.code,
             "message": VERIFY_MESSAGES[result.code],
             "is_valid": result.is_valid,
@@ -206,3 +265,11 @@ class VerificationOut(serializers.Serializer[Any]):
             "audience": result.audience,
             "expires_at": iso(result.expires_at),
         }
+        if result.ratelimit is not None:
+            answer["ratelimit"] = {
+                **result.ratelimit,
+                "reset": iso(result.ratelimit.get("reset")),
+            }
+        if result.credits_remaining is not None:
+            answer["credits_remaining"] = result.credits_remaining
+        return answer

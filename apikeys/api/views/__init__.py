@@ -16,7 +16,7 @@ Every handler reads: validate (a strict serializer) → service → serialize.
 from __future__ import annotations
 
 from apikeys.api.views._common import IGNORED_PREFIX
-from apikeys.api.views.api_keys import ApiKeyApi, ApiKeysApi, ApiKeyVerifyApi
+from apikeys.api.views.api_keys import ApiKeyApi, ApiKeysApi, ApiKeyUsageApi, ApiKeyVerifyApi
 from apikeys.api.views.apis import ApiApi, ApisApi, ApiScopeApi, ApiScopesApi
 from apikeys.api.views.fallbacks import route_not_found
 from apikeys.api.views.leaks import ApiKeyLeaksApi, GitHubSecretScanningApi
@@ -35,6 +35,7 @@ __all__ = [
     "ApiApi",
     "ApiKeyApi",
     "ApiKeyLeaksApi",
+    "ApiKeyUsageApi",
     "ApiKeyVerifyApi",
     "ApiKeysApi",
     "ApiScopeApi",

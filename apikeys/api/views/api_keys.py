@@ -13,6 +13,7 @@ Rules:
 
 from __future__ import annotations
 
+from datetime import date
 from http import HTTPStatus
 from typing import Any
 
@@ -22,7 +23,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apikeys import conf, services
+from apikeys import conf, selectors, services
 from apikeys.api import serializers as s
 from apikeys.api.base import OK, ManagementApiView, list_body, paginate
 from apikeys.api.errors import ApiError
@@ -88,6 +89,8 @@ class ApiKeysApi(ManagementApiView):
             organization=data["organization"],
             user=data["user"],
             expires_at=data.get("expires_at"),
+            ratelimit=data.get("ratelimit"),
+            credits=data.get("credits"),
             actor=self.actor(),
         )
         return secret_response(
@@ -133,8 +136,21 @@ class ApiKeyApi(ManagementApiView):
     required_scopes = {
         "GET": ["read:api_keys"],
         "PUT": ["update:api_keys"],
+        "PATCH": ["update:api_keys"],
         "DELETE": ["delete:api_keys"],
     }
+
+    @extend_schema(
+        operation_id="update_api_key",
+        request=s.ApiKeyUpdateIn,
+        responses={200: envelope("ApiKeyUpdated", {"api_key": s.ApiKeyOut()}), **ERRORS},
+    )
+    def patch(self, request: Request, key_id: str) -> Response:
+        """Change an active key's name, usage limits (null removes one) or expiry."""
+        key = key_in_path(key_id)
+        data = validated(s.ApiKeyUpdateIn, self.body())
+        changed = services.api_key_update(api_key=key, actor=self.actor(), **data)
+        return Response({**OK, "api_key": s.ApiKeyOut(key_in_path(changed.id)).data})
 
     @extend_schema(
         operation_id="get_api_key",
@@ -198,7 +214,10 @@ class ApiKeyVerifyApi(ManagementApiView):
     def post(self, request: Request) -> Response:
         data = validated(s.ApiKeyVerifyIn, self.body())
         result = services.api_key_verify(
-            key=data["api_key"], audience=data.get("audience"), ip=client_ip(request)
+            key=data["api_key"],
+            audience=data.get("audience"),
+            ip=client_ip(request),
+            cost=data.get("cost", 1),
         )
         if not result.is_valid:
             self._limit_failures(request)
@@ -219,3 +238,47 @@ class ApiKeyVerifyApi(ManagementApiView):
                 message="Too many failed verifications; try again later.",
                 headers={"Retry-After": str(retry_after), "RateLimit-Reset": str(retry_after)},
             )
+
+
+class ApiKeyUsageApi(ManagementApiView):
+    """A key's usage history: one bucket per day or hour from `from` to `to` (dates, UTC,
+    inclusive), zeros included, oldest first."""
+
+    required_scopes = {"GET": ["read:api_keys"]}
+    query_parameters = {
+        "GET": [
+            OpenApiParameter("from", str, required=True, description="YYYY-MM-DD"),
+            OpenApiParameter("to", str, required=True, description="YYYY-MM-DD, inclusive"),
+            OpenApiParameter("granularity", str, enum=["day", "hour"]),
+        ]
+    }
+
+    @extend_schema(
+        operation_id="get_api_key_usage",
+        parameters=query_parameters["GET"],
+        responses={200: envelope("ApiKeyUsage", {"usage": s.UsageBucketOut(many=True)}), **ERRORS},
+    )
+    def get(self, request: Request, key_id: str) -> Response:
+        key = key_in_path(key_id)
+        params = request.query_params
+        start, end = _date_param(params, "from"), _date_param(params, "to")
+        granularity = params.get("granularity", "day")
+        buckets = selectors.api_key_usage(
+            api_key=key, start=start, end=end, granularity=granularity
+        )
+        return Response({**OK, "usage": s.UsageBucketOut(buckets, many=True).data})
+
+
+def _date_param(params: Any, name: str) -> date:
+    value = params.get(name)
+    try:
+        if value is None or len(value) != 10:
+            raise ValueError
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ApiError(
+            status=HTTPStatus.BAD_REQUEST,
+            code="INVALID_FIELD",
+            message=f"{name} must be a date, YYYY-MM-DD.",
+            field=name,
+        ) from None
