@@ -97,7 +97,9 @@ _COUNTED: Final = 2
 #       'r' revoked, 'e' expired, 'a' wrong audience), 5 time (µs), 6 ip, 7 cached count,
 #       8 cached generation, 9 prefix, 10 cost, 11 rate limit (0: none), 12 its duration (s),
 #       13 credits ('1'/'0'), 14 limits version, 15 row's credits, 16 row's period,
-#       17 refill interval ('' | daily | monthly), 18 refill amount, 19 row's exceeded period
+#       17 refill interval ('' | daily | monthly), 18 refill amount, 19 row's exceeded period,
+#       20 '1': the limits only (the database path verified and counts the key itself: no
+#       epoch or version check, nothing counted; the answer starts with 3)
 # Answer: {0} no epoch | {1, epoch, version, pending} stale
 #       | {2, total count, outcome ('v' | 'l' rate limited | 'u' no credits | r/e/a),
 #          rate limit remaining, reset (µs), credits remaining, first refusal for credits in
@@ -108,12 +110,15 @@ _COUNTED: Final = 2
 # period) and each generation carries their latest value for the write-back. Every outcome
 # is counted in the generation by hour (``<id>:<hour>:<outcome>``, the hours in ``<id>:h``).
 _VERIFY: Final = """
-local epoch = redis.call('GET', KEYS[1])
-if not epoch then return {0} end
-local version = redis.call('GET', KEYS[2]) or '0'
-local pending = redis.call('EXISTS', KEYS[3])
-if epoch ~= ARGV[1] or version ~= ARGV[2] or pending == 1 then
-  return {1, epoch, version, pending}
+local only_limits = ARGV[20] == '1'
+if not only_limits then
+  local epoch = redis.call('GET', KEYS[1])
+  if not epoch then return {0} end
+  local version = redis.call('GET', KEYS[2]) or '0'
+  local pending = redis.call('EXISTS', KEYS[3])
+  if epoch ~= ARGV[1] or version ~= ARGV[2] or pending == 1 then
+    return {1, epoch, version, pending}
+  end
 end
 local id = ARGV[3]
 local p = ARGV[9]
@@ -141,7 +146,7 @@ if outcome == 'v' and rl > 0 then
     rl_left = rl - n - 1
   end
 end
-local current = tonumber(redis.call('GET', KEYS[4]))
+local current = tonumber(redis.call('GET', KEYS[4]) or '-1')
 local counts = p .. 'c:' .. current
 if outcome == 'v' and ARGV[13] == '1' then
   local ck = p .. 'cr:' .. id
@@ -192,7 +197,9 @@ if outcome == 'v' and ARGV[13] == '1' then
   local rs = string.format('%.0f', rem)
   local ps = string.format('%.0f', per)
   redis.call('HSET', ck, 'r', rs, 'p', ps, 'v', ARGV[14], 'x', x)
-  redis.call('HSET', counts, id .. ':r', rs, id .. ':p', ps, id .. ':v', ARGV[14], id .. ':x', x)
+  if current >= 0 then
+    redis.call('HSET', counts, id .. ':r', rs, id .. ':p', ps, id .. ':v', ARGV[14], id .. ':x', x)
+  end
 end
 if outcome == 'v' and rl > 0 then
   local ts = string.format('%.0f', t)
@@ -202,6 +209,10 @@ if outcome == 'v' and rl > 0 then
   end
   redis.call('ZADD', zk, ts, ts)
   redis.call('PEXPIRE', zk, string.format('%.0f', window / 1000 + 1000))
+end
+if only_limits then
+  return {3, 0, outcome, rl_left, string.format('%.0f', reset), credits, first,
+    string.format('%.0f', t), period}
 end
 if outcome == 'v' then
   redis.call('HINCRBY', counts, id, 1)
@@ -668,26 +679,13 @@ def _verify(
                 state.prefix,
                 cost,
                 *entry.limit_args,
+                "0",
             ],
         )
         code = int(answer[0])
         if code == _COUNTED:
             letter = _text(answer[2])
-            limited = None
-            if entry.limited and why is None:
-                limited = Limited(
-                    code={"l": "API_KEY_RATE_LIMITED", "u": "API_KEY_USAGE_EXCEEDED"}.get(letter),
-                    ratelimit_remaining=int(answer[3]) if int(answer[3]) >= 0 else None,
-                    reset=(
-                        datetime.fromtimestamp(int(_text(answer[4])) / 1_000_000, tz=UTC)
-                        if int(_text(answer[4]))
-                        else None
-                    ),
-                    credits_remaining=int(answer[5]) if int(answer[5]) >= 0 else None,
-                    first_exceeded=int(answer[6]) == 1,
-                    period=int(answer[8]) if int(answer[8]) >= 0 else None,
-                    at=datetime.fromtimestamp(int(_text(answer[7])) / 1_000_000, tz=UTC),
-                )
+            limited = _limited(answer) if entry.limited and why is None else None
             return entry, (int(answer[1]) if letter == "v" else None), limited
         state.entries.pop(key_digest, None)
         if code == _NO_EPOCH:
@@ -696,6 +694,63 @@ def _verify(
             return None  # a write of this key is in progress: the database decides
         entry = None
     return None  # the key changed three times during one verification: the database decides
+
+
+def _limited(answer: Sequence[Any]) -> Limited:
+    """What the verify script's answer says of the key's limits."""
+    letter = _text(answer[2])
+    reset = int(_text(answer[4]))
+    return Limited(
+        code={"l": "API_KEY_RATE_LIMITED", "u": "API_KEY_USAGE_EXCEEDED"}.get(letter),
+        ratelimit_remaining=int(answer[3]) if int(answer[3]) >= 0 else None,
+        reset=datetime.fromtimestamp(reset / 1_000_000, tz=UTC) if reset else None,
+        credits_remaining=int(answer[5]) if int(answer[5]) >= 0 else None,
+        first_exceeded=int(answer[6]) == 1,
+        period=int(answer[8]) if int(answer[8]) >= 0 else None,
+        at=datetime.fromtimestamp(int(_text(answer[7])) / 1_000_000, tz=UTC),
+    )
+
+
+def limit_args(values: dict[str, Any]) -> tuple[Any, ...]:
+    """The verify script's ARGV 11-19 from a key row's limit columns."""
+    return (
+        values["ratelimit_limit"] or 0,
+        values["ratelimit_duration"] or 0,
+        "1" if values["credits_remaining"] is not None else "0",
+        values["limits_version"],
+        values["credits_remaining"] or 0,
+        values["credits_period"] or 0,
+        values["credits_refill_interval"] if values["credits_refill_amount"] else "",
+        values["credits_refill_amount"] or 0,
+        "" if values["credits_exceeded_period"] is None else values["credits_exceeded_period"],
+    )
+
+
+def apply_limits(key_id: str, values: dict[str, Any], cost: int) -> Limited | None:
+    """For the database path with Redis configured (a write of the key in progress): apply
+    the key's limits where they live, in Redis (the same script, limits only), so that a
+    verification on the database and one on Redis share one window and one credit count.
+    None when Redis cannot answer: the database keeps the limits meanwhile."""
+    state = _usable()
+    if state is None:
+        return None
+    try:
+        answer = state.verify_script(
+            keys=(
+                state.k_epoch,
+                state.prefix + "v:" + key_id,
+                state.prefix + "p:" + key_id,
+                state.k_gen,
+                state.k_first,
+                state.k_base_count,
+                state.k_base_gen,
+            ),
+            args=["", "", key_id, "v", 0, "", 0, 0, state.prefix, cost, *limit_args(values), "1"],
+        )
+    except redis.RedisError:
+        _failed(state, "applying limits")
+        return None
+    return _limited(answer)
 
 
 def outcome(entry: Entry, audience: str | None, now: datetime) -> str | None:
@@ -805,17 +860,7 @@ def _fill(state: _Process, key_digest: str) -> Entry | None:
             if values["ratelimit_limit"] is not None
             else None
         ),
-        limit_args=(
-            values["ratelimit_limit"] or 0,
-            values["ratelimit_duration"] or 0,
-            "1" if values["credits_remaining"] is not None else "0",
-            values["limits_version"],
-            values["credits_remaining"] or 0,
-            values["credits_period"] or 0,
-            values["credits_refill_interval"] if values["credits_refill_amount"] else "",
-            values["credits_refill_amount"] or 0,
-            "" if values["credits_exceeded_period"] is None else values["credits_exceeded_period"],
-        ),
+        limit_args=limit_args(values),
     )
     if len(state.entries) >= MAX_ENTRIES:
         state.entries.clear()
@@ -1015,9 +1060,7 @@ def _write_generation(state: _Process, gen: int) -> int:
     return len(rows)
 
 
-def _usage_and_credits(
-    db: Any, gen: int, key_ids: list[str], fields: dict[str, str]
-) -> None:
+def _usage_and_credits(db: Any, gen: int, key_ids: list[str], fields: dict[str, str]) -> None:
     """Write the generation's usage counts and credits of ``key_ids`` (rows that have not
     recorded ``gen`` yet, held by the caller's transaction)."""
     from apikeys.models import ApiKeyUsage
@@ -1035,9 +1078,7 @@ def _usage_and_credits(
     credits: list[list[Any]] = []
     for key_id in key_ids:
         for hour in filter(None, fields.get(key_id + ":h", "").split(",")):
-            counts = [
-                int(fields.get(f"{key_id}:{hour}:{letter}", "0")) for letter in USAGE_LETTERS
-            ]
+            counts = [int(fields.get(f"{key_id}:{hour}:{letter}", "0")) for letter in USAGE_LETTERS]
             if any(counts):
                 start = datetime.fromtimestamp(int(hour), tz=UTC)
                 usage.append([key_id, db.ops.adapt_datetimefield_value(start), *counts])

@@ -65,7 +65,9 @@ def _whole(value: Any, *, field: str, low: int, high: int) -> int:
     return value
 
 
-def _object(value: Any, *, field: str, allowed: tuple[str, ...], required: tuple[str, ...]) -> dict[str, Any]:
+def _object(
+    value: Any, *, field: str, allowed: tuple[str, ...], required: tuple[str, ...]
+) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise errors.ValidationFailed(
             f"{field} must be an object or null.", code="INVALID_FIELD", field=field
@@ -90,7 +92,9 @@ def parse_ratelimit(value: Any) -> RateLimit | None:
     naming the field."""
     if value is None or isinstance(value, RateLimit):
         return value
-    body = _object(value, field="ratelimit", allowed=("limit", "duration"), required=("limit", "duration"))
+    body = _object(
+        value, field="ratelimit", allowed=("limit", "duration"), required=("limit", "duration")
+    )
     return RateLimit(
         limit=_whole(body["limit"], field="ratelimit.limit", low=1, high=RATELIMIT_MAX_LIMIT),
         duration=_whole(
@@ -110,7 +114,10 @@ def parse_credits(value: Any) -> Credits | None:
     if refill is None:
         return Credits(remaining=remaining)
     refill = _object(
-        refill, field="credits.refill", allowed=("interval", "amount"), required=("interval", "amount")
+        refill,
+        field="credits.refill",
+        allowed=("interval", "amount"),
+        required=("interval", "amount"),
     )
     if refill["interval"] not in INTERVALS or not isinstance(refill["interval"], str):
         raise errors.ValidationFailed(
@@ -121,7 +128,9 @@ def parse_credits(value: Any) -> Credits | None:
     return Credits(
         remaining=remaining,
         refill_interval=refill["interval"],
-        refill_amount=_whole(refill["amount"], field="credits.refill.amount", low=1, high=CREDITS_MAX),
+        refill_amount=_whole(
+            refill["amount"], field="credits.refill.amount", low=1, high=CREDITS_MAX
+        ),
     )
 
 
@@ -139,9 +148,7 @@ def ratelimit_json(limit: int | None, duration: int | None) -> dict[str, int] | 
     return {"limit": limit, "duration": duration}
 
 
-def credits_json(
-    remaining: int | None, interval: str, amount: int | None
-) -> dict[str, Any] | None:
+def credits_json(remaining: int | None, interval: str, amount: int | None) -> dict[str, Any] | None:
     """The key object's ``credits``."""
     if remaining is None:
         return None

@@ -40,9 +40,7 @@ def can_write_org_keys(*, user: Any, organization: Organization) -> bool:
 USAGE_MAX_DAYS = {"day": 366, "hour": 7}
 
 
-def api_key_usage(
-    *, api_key: Any, start: Any, end: Any, granularity: str
-) -> list[dict[str, Any]]:
+def api_key_usage(*, api_key: Any, start: Any, end: Any, granularity: str) -> list[dict[str, Any]]:
     """A key's usage history from the day ``start`` to the day ``end`` (both dates,
     inclusive, UTC), one bucket per ``granularity`` (``day`` | ``hour``), oldest first,
     zeros included: ``{"start": datetime, "verified", "rate_limited", "usage_exceeded",
@@ -60,7 +58,9 @@ def api_key_usage(
             "granularity must be day or hour.", code="INVALID_FIELD", field="granularity"
         )
     if end < start:
-        raise errors.ValidationFailed("to must not be before from.", code="INVALID_FIELD", field="to")
+        raise errors.ValidationFailed(
+            "to must not be before from.", code="INVALID_FIELD", field="to"
+        )
     days = (end - start).days + 1
     if days > USAGE_MAX_DAYS[granularity]:
         raise errors.UsageRangeTooLarge(

@@ -147,9 +147,7 @@ def _limit_columns(
         "credits_refill_amount": allowance.refill_amount if allowance else None,
         # The remaining credits given belong to the current period: the next refill is at
         # the start of the next one.
-        "credits_period": (
-            limits.period_of(allowance.refill_interval, now) if allowance else None
-        ),
+        "credits_period": (limits.period_of(allowance.refill_interval, now) if allowance else None),
         "credits_exceeded_period": None,
     }
 
@@ -217,7 +215,9 @@ def api_key_update(
             fields.append("name")
         if "expires_at" in changes:
             before["expires_at"] = locked.expires_at.isoformat() if locked.expires_at else None
-            after["expires_at"] = changes["expires_at"].isoformat() if changes["expires_at"] else None
+            after["expires_at"] = (
+                changes["expires_at"].isoformat() if changes["expires_at"] else None
+            )
             locked.expires_at = changes["expires_at"]
             fields.append("expires_at")
         if "ratelimit" in changes:

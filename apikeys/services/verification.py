@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from apikeys import crypto, keycache, limits
@@ -162,7 +162,11 @@ def _cached_verification(
             _usage_exceeded_hook(entry.key_id, limited.period)
         if limited.code is not None:
             return _refused_by_limit(
-                limited.code, entry.key_id, entry.org_code, entry.user_id, entry.ratelimit,
+                limited.code,
+                entry.key_id,
+                entry.org_code,
+                entry.user_id,
+                entry.ratelimit,
                 limited.reset,
             )
     if total is not None:
@@ -486,6 +490,7 @@ _LIMITED_COLUMNS = (
     "credits_refill_amount",
     "credits_period",
     "credits_exceeded_period",
+    "limits_version",
 )
 
 
@@ -538,7 +543,50 @@ def _verify_limited(
     return _explain_failure(key_digest, audience, ip, now, cost, limited_path=False)
 
 
-def _apply_limits_locked(v: dict[str, Any], ip: str | None, cost: int, now: datetime) -> Verification:
+def _count_limited(
+    v: dict[str, Any],
+    ip: str | None,
+    now: datetime,
+    limited: keycache.Limited,
+    rate: tuple[int, int] | None,
+) -> Verification:
+    """The database path's answer when Redis applied the limits: count on the row (the
+    credits stay in Redis, written back with the counts)."""
+    key_id = v["id"]
+    org_code, user_id = v["org_code"] or None, v["user_public_id"] or None
+    if limited.first_exceeded:
+        _usage_exceeded_hook(key_id, limited.period)
+    if limited.code is not None:
+        record_usage(key_id, USAGE_COLUMN[limited.code], now)
+        return _refused_by_limit(limited.code, key_id, org_code, user_id, rate, limited.reset)
+    ApiKey.objects.filter(pk=key_id).update(
+        verification_count=F("verification_count") + 1,
+        last_verified_on=limited.at,
+        last_verified_ip=ip,
+    )
+    record_usage(key_id, "verified", now)
+    return Verification(
+        code=Verification.VERIFIED,
+        key_id=key_id,
+        status=ApiKey.Status.ACTIVE,
+        scopes=tuple(v["scope_keys"].split()),
+        org_code=org_code,
+        user_id=user_id,
+        api_id=v["api_public_id"],
+        audience=v["audience"],
+        expires_at=keycache.aware_datetime(v["expires_at"]),
+        last_verified_on=limited.at,
+        verification_count=keycache.live_count(
+            key_id, int(v["verification_count"]) + 1, int(v["counts_generation"])
+        ),
+        ratelimit=_ratelimit_answer(rate, limited.ratelimit_remaining, limited.reset),
+        credits_remaining=limited.credits_remaining,
+    )
+
+
+def _apply_limits_locked(
+    v: dict[str, Any], ip: str | None, cost: int, now: datetime
+) -> Verification:
     key_id = v["id"]
     org_code, user_id = v["org_code"] or None, v["user_public_id"] or None
     rate = (
@@ -546,6 +594,11 @@ def _apply_limits_locked(v: dict[str, Any], ip: str | None, cost: int, now: date
         if v["ratelimit_limit"] is not None
         else None
     )
+    # With Redis, the limits live there (the key's window and credits, shared with the
+    # Redis path); the database keeps them only when Redis cannot answer.
+    in_redis = keycache.apply_limits(key_id, v, cost)
+    if in_redis is not None:
+        return _count_limited(v, ip, now, in_redis, rate)
     now_us = int(now.timestamp() * 1_000_000)
     stamps = ApiKeyRateStamp.objects.filter(api_key_id=key_id)
     in_window = 0
@@ -591,15 +644,16 @@ def _apply_limits_locked(v: dict[str, Any], ip: str | None, cost: int, now: date
     with db.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET verification_count = verification_count + 1, "  # nosec B608
-            "last_verified_on = %s, last_verified_ip = %s" + (", " + sets if sets else "")
+            "last_verified_on = %s, last_verified_ip = %s"
+            + (", " + sets if sets else "")
             + " WHERE id = %s",
             [db.ops.adapt_datetimefield_value(now), ip, *updates.values(), key_id],
         )
     record_usage(key_id, "verified", now)
-    reset = None
+    next_reset: datetime | None = None
     if rate is not None:
         oldest = stamps.order_by("at").values_list("at", flat=True).first() or now_us
-        reset = datetime.fromtimestamp((oldest + rate[1] * 1_000_000) / 1_000_000, tz=UTC)
+        next_reset = datetime.fromtimestamp((oldest + rate[1] * 1_000_000) / 1_000_000, tz=UTC)
     return Verification(
         code=Verification.VERIFIED,
         key_id=key_id,
@@ -614,6 +668,6 @@ def _apply_limits_locked(v: dict[str, Any], ip: str | None, cost: int, now: date
         verification_count=keycache.live_count(
             key_id, int(v["verification_count"]) + 1, int(v["counts_generation"])
         ),
-        ratelimit=_ratelimit_answer(rate, rate[0] - in_window - 1, reset) if rate else None,
+        ratelimit=_ratelimit_answer(rate, rate[0] - in_window - 1, next_reset) if rate else None,
         credits_remaining=remaining,
     )

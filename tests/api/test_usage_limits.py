@@ -65,8 +65,14 @@ def test_an_unlimited_key_shows_null_limits(client_all, issued_key):
         ({"credits": {"remaining": -1}}, "credits.remaining"),
         ({"credits": {"remaining": 1_000_000_001}}, "credits.remaining"),
         ({"credits": {}}, "credits.remaining"),
-        ({"credits": {"remaining": 1, "refill": {"interval": "weekly", "amount": 1}}}, "credits.refill.interval"),
-        ({"credits": {"remaining": 1, "refill": {"interval": "daily", "amount": 0}}}, "credits.refill.amount"),
+        (
+            {"credits": {"remaining": 1, "refill": {"interval": "weekly", "amount": 1}}},
+            "credits.refill.interval",
+        ),
+        (
+            {"credits": {"remaining": 1, "refill": {"interval": "daily", "amount": 0}}},
+            "credits.refill.amount",
+        ),
         ({"credits": {"remaining": 1, "refill": {"interval": "daily"}}}, "credits.refill.amount"),
         ({"credits": {"remaining": 1, "refill": "daily"}}, "credits.refill"),
         ({"credits": 5}, "credits"),
@@ -215,9 +221,9 @@ def test_usage_buckets_add_up_to_the_verification_count(client_all, api, organiz
         assert sum(b["wrong_audience"] for b in usage) == 1
     assert key_object(client_all, key_id)["verification_count"] == 3
     keycache.write_back_now()
-    usage = client_all.get(
-        f"/api/v1/api_keys/{key_id}/usage", {"from": today, "to": today}
-    ).json()["usage"]
+    usage = client_all.get(f"/api/v1/api_keys/{key_id}/usage", {"from": today, "to": today}).json()[
+        "usage"
+    ]
     assert usage[0]["verified"] == 3 and usage[0]["rate_limited"] == 2
 
 
@@ -225,7 +231,11 @@ def test_usage_buckets_add_up_to_the_verification_count(client_all, api, organiz
     ("query", "status", "code"),
     [
         ({"from": "2026-01-01", "to": "2027-01-02"}, 400, "USAGE_RANGE_TOO_LARGE"),
-        ({"from": "2026-01-01", "to": "2026-01-08", "granularity": "hour"}, 400, "USAGE_RANGE_TOO_LARGE"),
+        (
+            {"from": "2026-01-01", "to": "2026-01-08", "granularity": "hour"},
+            400,
+            "USAGE_RANGE_TOO_LARGE",
+        ),
         ({"from": "2026-13-01", "to": "2026-01-02"}, 400, "INVALID_FIELD"),
         ({"to": "2026-01-02"}, 400, "INVALID_FIELD"),
         ({"from": "2026-01-01", "to": "2026-01-02", "granularity": "week"}, 400, "INVALID_FIELD"),
@@ -240,6 +250,7 @@ def test_usage_query_errors(client_all, issued_key, query, status, code):
 
 def test_usage_of_an_unknown_key_is_404(client_all):
     response = client_all.get(
-        "/api/v1/api_keys/api_key_" + "0" * 32 + "/usage", {"from": "2026-01-01", "to": "2026-01-01"}
+        "/api/v1/api_keys/api_key_" + "0" * 32 + "/usage",
+        {"from": "2026-01-01", "to": "2026-01-01"},
     )
     assert error_codes(response) == ["API_KEY_NOT_FOUND"]

@@ -39,7 +39,9 @@ class ApiKeyCreateIn(StrictSerializer):
     type = serializers.ChoiceField(choices=["organization", "user"], required=False)
     expires_at = StrictDateTimeField(required=False, allow_null=True)
     ratelimit = serializers.JSONField(
-        required=False, allow_null=True, help_text='{"limit": 1-10000, "duration": 1-86400} (seconds)'
+        required=False,
+        allow_null=True,
+        help_text='{"limit": 1-10000, "duration": 1-86400} (seconds)',
     )
     credits = serializers.JSONField(
         required=False,
