@@ -39,6 +39,8 @@ Every knob, with its default:
 - ``COUNTS_WRITE_BACK_THREAD`` (``True``): each worker process runs the write-back in a
   daemon thread (one of them at a time, through a Redis lock); ``False`` leaves it to
   ``manage.py apikeys_write_back`` (run it from cron or a loop).
+- ``USAGE_RETENTION_DAYS`` (``400``): days of usage history (``ApiKeyUsage``, one row per
+  key and hour) kept; ``manage.py apikeys_prune_usage`` deletes older hours (run it daily).
 - ``PORTAL_RETURN_URL_HOSTS`` (``[]``): hosts a portal link's ``return_url`` may point at
   (``"app.example.com"``, or ``".example.com"`` for a domain and its subdomains).
 - ``PORTAL_PUBLIC_URL`` (``None``): scheme and host portal links are built on; ``None``
@@ -98,6 +100,9 @@ DEFAULTS: dict[str, Any] = {
     # into the database, and whether each worker runs them in a thread (apikeys.keycache).
     "COUNTS_WRITE_BACK_INTERVAL": 1,
     "COUNTS_WRITE_BACK_THREAD": True,
+    # Days of usage history (hourly buckets per key) kept; `manage.py apikeys_prune_usage`
+    # deletes older buckets.
+    "USAGE_RETENTION_DAYS": 400,
     # --- Self-serve portal (the ``portal`` app).
     # Hosts a portal link's ``return_url`` may point at: exact names ("app.example.com") or
     # a leading dot for a domain and its subdomains (".example.com"). Empty: no return_url

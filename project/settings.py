@@ -249,6 +249,7 @@ _PORTAL_ENV = {
     "PORTAL_LOGIN_LOCKOUT_SECONDS": env.int,
     "COUNTS_WRITE_BACK_INTERVAL": env.float,
     "COUNTS_WRITE_BACK_THREAD": env.bool,
+    "USAGE_RETENTION_DAYS": env.int,
 }
 APIKEYS.update(
     {

@@ -13,6 +13,7 @@ from django.db.models import Model, Q
 
 from apikeys import conf
 from apikeys.admin.common import SafeAutocompleteSelect, SafeModelMultipleChoiceField
+from apikeys.limitsforms import LimitFields
 from apikeys.models import (
     MANAGEMENT_SCOPES,
     ROTATION_GRACE_CHOICES,
@@ -64,7 +65,7 @@ class ScopeChoiceField(SafeModelMultipleChoiceField):
         return f"{obj.key} — {obj.description}" if obj.description else obj.key
 
 
-class ApiKeyIssueForm(forms.Form):
+class ApiKeyIssueForm(LimitFields):
     """Issue a key: a name, one owner, an API and scopes of that API only.
 
     Every scope of every API is a valid *choice* here, so that the page works (and can be

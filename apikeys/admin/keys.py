@@ -31,6 +31,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from apikeys import limits
 from apikeys.admin.keys_filters import ApiFilter, OwnerFilter, OwnerTypeFilter, StatusFilter
 from apikeys.admin.keys_writes import ApiKeyWriteViews
 from apikeys.models import ApiKey
@@ -112,6 +113,8 @@ class ApiKeyAdmin(ApiKeyWriteViews):
                     "last_verified_on",
                     "last_verified_ip",
                     "verification_count",
+                    "ratelimit_display",
+                    "credits_display",
                     "audit_trail",
                 ]
             },
@@ -207,6 +210,30 @@ class ApiKeyAdmin(ApiKeyWriteViews):
         return self.get_empty_value_display()
 
     @admin.display(description="audit trail")
+    @admin.display(description="Rate limit")
+    def ratelimit_display(self, obj: ApiKey) -> str:
+        if obj.ratelimit_limit is None:
+            return "None"
+        return f"{obj.ratelimit_limit} verifications in any {obj.ratelimit_duration} s"
+
+    @admin.display(description="Credits")
+    def credits_display(self, obj: ApiKey) -> str:
+        remaining = limits.credits_now(
+            obj.credits_remaining,
+            obj.credits_refill_interval,
+            obj.credits_refill_amount,
+            obj.credits_period,
+            timezone.now(),
+        )
+        if remaining is None:
+            return "No limit"
+        refill = (
+            f", refilled {obj.credits_refill_interval} to {obj.credits_refill_amount}"
+            if obj.credits_refill_interval
+            else ""
+        )
+        return f"{remaining} left{refill}"
+
     def audit_trail(self, obj: ApiKey) -> str:
         url = reverse("admin:apikeys_auditevent_changelist")
         return format_html('<a href="{}?q={}">Changes to this key</a>', url, obj.id)

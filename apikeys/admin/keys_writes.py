@@ -39,12 +39,21 @@ from apikeys.admin.common import (
 from apikeys.admin.forms import ApiKeyIssueForm, RotateForm
 from apikeys.exceptions import ApiKeysError
 from apikeys.formtokens import consume_form_token, issue_form_token
+from apikeys.limitsforms import ApiKeyLimitsForm
 from apikeys.models import ApiKey, Organization
 
 User = get_user_model()
 
 # Where the issue form shows an error a service raised about one of its inputs.
 ISSUE_FIELD_FOR_ERROR = {"name": "name", "scope_ids": "scopes", "expires_at": "expires_at"}
+# A service's refusal of a limit, shown on the form field that holds it.
+LIMIT_FIELD_FOR_ERROR = {
+    "ratelimit.limit": "ratelimit_limit",
+    "ratelimit.duration": "ratelimit_duration",
+    "credits.remaining": "credits_remaining",
+    "credits.refill.interval": "credits_refill_interval",
+    "credits.refill.amount": "credits_refill_amount",
+}
 
 ALREADY_ISSUED = (
     "This form had already been sent, so no second key was issued. A key's secret is shown "
@@ -75,6 +84,7 @@ class ApiKeyWriteViews(ServiceModelAdmin):
         return [
             path("<path:object_id>/rotate/", wrap(self.rotate_view), name=f"{prefix}_rotate"),
             path("<path:object_id>/revoke/", wrap(self.revoke_view), name=f"{prefix}_revoke"),
+            path("<path:object_id>/limits/", wrap(self.limits_view), name=f"{prefix}_limits"),
             *super().get_urls(),
         ]
 
@@ -118,11 +128,14 @@ class ApiKeyWriteViews(ServiceModelAdmin):
                     organization=data["organization"],
                     user=data["user"],
                     expires_at=data["expires_at"],
+                    ratelimit=form.limits()[0],
+                    credits=form.limits()[1],
                     actor=admin_actor(request),
                 )
             except ApiKeysError as error:
                 form.add_error(
-                    ISSUE_FIELD_FOR_ERROR.get(error.field or ""),
+                    ISSUE_FIELD_FOR_ERROR.get(error.field or "")
+                    or LIMIT_FIELD_FOR_ERROR.get(error.field or ""),
                     ValidationError(error.message, code=error.code),
                 )
             else:
@@ -146,6 +159,7 @@ class ApiKeyWriteViews(ServiceModelAdmin):
         fieldsets = [
             (None, {"fields": ["name", "organization", "user"]}),
             ("Access", {"fields": ["api", "scopes", "expires_at"]}),
+            ("Usage limits", {"fields": list(ApiKeyIssueForm.LIMIT_FIELDS)}),
         ]
         return self.render_add_form(
             request, form, fieldsets, title="Add API key", form_token=issue_form_token(request)
@@ -210,6 +224,49 @@ class ApiKeyWriteViews(ServiceModelAdmin):
                 original=api_key,
                 form=form,
                 form_token=issue_form_token(request),
+                is_revoked=api_key.status == ApiKey.Status.REVOKED,
+            ),
+        )
+
+    def limits_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Change an active key's usage limits (``api_key_update``: audited, and every
+        worker sees the change at once)."""
+        api_key = self._key_or_404(request, object_id)
+        if not self.has_rotate_permission(request, api_key):
+            raise PermissionDenied
+        posted = request.method == "POST"
+        form = ApiKeyLimitsForm(
+            request.POST if posted else None, initial=ApiKeyLimitsForm.initial_of(api_key)
+        )
+        if posted and form.is_valid():
+            ratelimit, credits = form.limits()
+            try:
+                services.api_key_update(
+                    api_key=api_key,
+                    ratelimit=ratelimit,
+                    credits=credits,
+                    actor=admin_actor(request),
+                )
+            except ApiKeysError as error:
+                form.add_error(
+                    LIMIT_FIELD_FOR_ERROR.get(error.field or ""),
+                    ValidationError(error.message, code=error.code),
+                )
+            else:
+                self.log_change(request, api_key, "Usage limits changed.")
+                self.message_user(
+                    request, f"The usage limits of “{api_key.name}” were saved.", messages.SUCCESS
+                )
+                return HttpResponseRedirect(change_url(api_key))
+        return TemplateResponse(
+            request,
+            "admin/apikeys/apikey/limits.html",
+            self._page_context(
+                request,
+                title="Usage limits",
+                subtitle=str(api_key),
+                original=api_key,
+                form=form,
                 is_revoked=api_key.status == ApiKey.Status.REVOKED,
             ),
         )

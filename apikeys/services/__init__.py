@@ -10,6 +10,7 @@ One module per aggregate, every public name importable from here::
     audit.py         Actor, audit_event_record
     keys.py          api_key_issue, api_key_update, api_key_rotate, api_key_revoke, resolve_scopes
     verification.py  api_key_verify, Verification
+    usage.py         api_key_usage_prune (usage history retention)
     leaks.py         api_key_leak_report, LeakReport (leaked keys: judge, revoke a live one)
     apis.py          api_create, api_delete, scope_create, scope_update, scope_delete
     directory.py     organization_*, user_*, role_*, membership_*
@@ -55,6 +56,7 @@ from apikeys.services.keys import (
 )
 from apikeys.services.leaks import LeakReport, api_key_leak_report
 from apikeys.services.staff import staff_group_create, staff_group_delete, staff_group_update
+from apikeys.services.usage import api_key_usage_prune
 from apikeys.services.verification import Verification, api_key_verify
 
 __all__ = [
@@ -70,6 +72,7 @@ __all__ = [
     "api_key_revoke",
     "api_key_rotate",
     "api_key_update",
+    "api_key_usage_prune",
     "api_key_verify",
     "audit_event_record",
     "m2m_application_create",
