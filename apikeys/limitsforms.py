@@ -12,6 +12,15 @@ from django import forms
 from apikeys import limits
 from apikeys.models import ApiKey
 
+# A service's refusal of a limit, shown on the form field that holds it.
+LIMIT_FIELD_FOR_ERROR = {
+    "ratelimit.limit": "ratelimit_limit",
+    "ratelimit.duration": "ratelimit_duration",
+    "credits.remaining": "credits_remaining",
+    "credits.refill.interval": "credits_refill_interval",
+    "credits.refill.amount": "credits_refill_amount",
+}
+
 
 class LimitFields(forms.Form):
     """Rate limit and credits, each optional: empty means "no such limit"."""

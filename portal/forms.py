@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
 from apikeys import conf
+from apikeys.limitsforms import LimitFields
 from apikeys.models import ROTATION_GRACE_CHOICES, Api, Scope
 from apikeys.signin import ThrottledAuthenticationMixin
 
@@ -61,7 +62,7 @@ class ScopeGroup:
     choices: list[ScopeChoice]
 
 
-class ApiKeyCreateForm(forms.Form):
+class ApiKeyCreateForm(LimitFields):
     """Name, API and scopes of a new key. Only scopes of the chosen API are accepted."""
 
     name = forms.CharField(
@@ -89,7 +90,7 @@ class ApiKeyCreateForm(forms.Form):
             self.initial.setdefault("api", apis[0].pk)
 
     def clean(self) -> dict[str, Any]:
-        super().clean()
+        super().clean()  # the limits' own checks (LimitFields)
         cleaned = self.cleaned_data  # what Form.clean() returns, typed as never None
         api = cleaned.get("api")
         scopes = cleaned.get("scopes") or []

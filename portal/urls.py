@@ -38,6 +38,7 @@ urlpatterns: list[URLPattern] = [
     path("keys/<public_id:key_id>/", views.ApiKeyDetailView.as_view(), name="apikey-detail"),
     path("keys/<public_id:key_id>/rotate/", views.ApiKeyRotateView.as_view(), name="apikey-rotate"),
     path("keys/<public_id:key_id>/revoke/", views.ApiKeyRevokeView.as_view(), name="apikey-revoke"),
+    path("keys/<public_id:key_id>/limits/", views.ApiKeyLimitsView.as_view(), name="apikey-limits"),
     path("orgs/<public_id:org_code>/keys/", views.ApiKeyListView.as_view(), name="org-keys"),
     path(
         "orgs/<public_id:org_code>/keys/new/",

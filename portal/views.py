@@ -28,13 +28,15 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse, reverse_lazy
+from django.utils import timezone
 from django.views import View
 from django.views.generic import ListView, TemplateView
 
-from apikeys import conf, formtokens, selectors, services
+from apikeys import conf, formtokens, limits, selectors, services
 from apikeys import exceptions as errors
 from apikeys.formtokens import consume_form_token, issue_form_token
 from apikeys.http import client_ip
+from apikeys.limitsforms import LIMIT_FIELD_FOR_ERROR, ApiKeyLimitsForm
 from apikeys.models import ApiKey, Organization
 from apikeys.signin import mark_portal_only, throttled_response
 from portal import services as portal_services
@@ -419,10 +421,12 @@ class ApiKeyCreateView(OwnerMixin, TemplateView):
                 scopes=list(form.cleaned_data["scopes"]),
                 organization=self.organization,
                 user=None if self.organization is not None else request.user,
+                ratelimit=form.limits()[0],
+                credits=form.limits()[1],
                 actor=actor_for(request),
             )
         except errors.ApiKeysError as exc:
-            field = {"scope_ids": "scopes"}.get(exc.field or "", exc.field)
+            field = {"scope_ids": "scopes", **LIMIT_FIELD_FOR_ERROR}.get(exc.field or "", exc.field)
             form.add_error(field if field in form.fields else None, exc.message)
             return self.render_form(form, status=400)
         return render_secret(request, issued=issued, rotated=False, context=self.get_context_data())
@@ -441,6 +445,59 @@ class ApiKeyDetailView(ApiKeyMixin, TemplateView):
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         self.resolve_key()
         return super().get(request, *args, **kwargs)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        key = self.api_key
+        credits_left = limits.credits_now(
+            key.credits_remaining,
+            key.credits_refill_interval,
+            key.credits_refill_amount,
+            key.credits_period,
+            timezone.now(),
+        )
+        return super().get_context_data(credits_left=credits_left, **kwargs)
+
+
+class ApiKeyLimitsView(ApiKeyMixin, TemplateView):
+    """Change an active key's usage limits (owners with write access)."""
+
+    template_name = "portal/key_limits.html"
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        self.resolve_key()
+        self.require_write()
+        if self.api_key.status == ApiKey.Status.REVOKED:
+            return self.refuse_revoked()
+        return self.render_form(ApiKeyLimitsForm(initial=ApiKeyLimitsForm.initial_of(self.api_key)))
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        self.resolve_key()
+        self.require_write()
+        form = ApiKeyLimitsForm(request.POST)
+        if not form.is_valid():
+            return self.render_form(form, status=400)
+        ratelimit, credits = form.limits()
+        try:
+            services.api_key_update(
+                api_key=self.api_key, ratelimit=ratelimit, credits=credits, actor=actor_for(request)
+            )
+        except errors.ApiKeyRevoked:
+            return self.refuse_revoked()
+        except errors.ApiKeysError as exc:
+            field = LIMIT_FIELD_FOR_ERROR.get(exc.field or "")
+            form.add_error(field, exc.message)
+            return self.render_form(form, status=400)
+        messages.success(request, f"The usage limits of “{self.api_key.name}” are saved.")
+        return redirect(self.detail_url())
+
+    def refuse_revoked(self) -> HttpResponse:
+        messages.error(self.request, "A revoked key's limits cannot be changed.")
+        return redirect(self.detail_url())
+
+    def render_form(self, form: ApiKeyLimitsForm, status: int = 200) -> HttpResponse:
+        response = self.render_to_response(self.get_context_data(form=form))
+        response.status_code = status
+        return response
 
 
 class ApiKeyRotateView(ApiKeyMixin, TemplateView):

@@ -39,21 +39,13 @@ from apikeys.admin.common import (
 from apikeys.admin.forms import ApiKeyIssueForm, RotateForm
 from apikeys.exceptions import ApiKeysError
 from apikeys.formtokens import consume_form_token, issue_form_token
-from apikeys.limitsforms import ApiKeyLimitsForm
+from apikeys.limitsforms import LIMIT_FIELD_FOR_ERROR, ApiKeyLimitsForm
 from apikeys.models import ApiKey, Organization
 
 User = get_user_model()
 
 # Where the issue form shows an error a service raised about one of its inputs.
 ISSUE_FIELD_FOR_ERROR = {"name": "name", "scope_ids": "scopes", "expires_at": "expires_at"}
-# A service's refusal of a limit, shown on the form field that holds it.
-LIMIT_FIELD_FOR_ERROR = {
-    "ratelimit.limit": "ratelimit_limit",
-    "ratelimit.duration": "ratelimit_duration",
-    "credits.remaining": "credits_remaining",
-    "credits.refill.interval": "credits_refill_interval",
-    "credits.refill.amount": "credits_refill_amount",
-}
 
 ALREADY_ISSUED = (
     "This form had already been sent, so no second key was issued. A key's secret is shown "
