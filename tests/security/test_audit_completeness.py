@@ -138,6 +138,13 @@ def _portal_revoke(d: Doors) -> Callable[[], Any]:
     return lambda: ok(d.portal.post(f"/portal/keys/{key.pk}/revoke/"), 302)
 
 
+def _portal_limits(d: Doors) -> Callable[[], Any]:
+    key = d.fresh_key(user=d.world.user)
+    return lambda: ok(
+        d.portal.post(f"/portal/keys/{key.pk}/limits/", {"credits_remaining": "5"}), 302
+    )
+
+
 def _portal_link_used(d: Doors) -> Callable[[], Any]:
     path = portal_link_create(user=d.world.user, base_url="http://testserver", actor=SYSTEM).split(
         "testserver"
@@ -167,6 +174,14 @@ def _admin_rotate(d: Doors) -> Callable[[], Any]:
 def _admin_revoke(d: Doors) -> Callable[[], Any]:
     key = d.fresh_key()
     return lambda: ok(d.admin.post(f"/admin/apikeys/apikey/{quote(key.pk)}/revoke/"), 302)
+
+
+def _admin_limits(d: Doors) -> Callable[[], Any]:
+    key = d.fresh_key()
+    return lambda: ok(
+        d.admin.post(f"/admin/apikeys/apikey/{quote(key.pk)}/limits/", {"credits_remaining": "5"}),
+        302,
+    )
 
 
 def _admin_revoke_selected(d: Doors) -> Callable[[], Any]:
@@ -507,6 +522,15 @@ OPERATIONS: list[tuple[str, str, Prepare]] = [
     ("api", Action.API_KEY_REVOKED, api("delete", lambda d: f"{KEY}/{d.fresh_key().pk}")),
     (
         "api",
+        Action.API_KEY_UPDATED,
+        api(
+            "patch",
+            lambda d: f"{KEY}/{d.fresh_key().pk}",
+            lambda d: {"ratelimit": {"limit": 5, "duration": 60}},
+        ),
+    ),
+    (
+        "api",
         Action.PORTAL_LINK_CREATED,
         api(
             "post",
@@ -518,11 +542,13 @@ OPERATIONS: list[tuple[str, str, Prepare]] = [
     ("portal", Action.API_KEY_ISSUED, _portal_create),
     ("portal", Action.API_KEY_ROTATED, _portal_rotate),
     ("portal", Action.API_KEY_REVOKED, _portal_revoke),
+    ("portal", Action.API_KEY_UPDATED, _portal_limits),
     ("portal", Action.PORTAL_LINK_USED, _portal_link_used),
     # The admin: the staff member.
     ("admin", Action.API_KEY_ISSUED, _admin_issue),
     ("admin", Action.API_KEY_ROTATED, _admin_rotate),
     ("admin", Action.API_KEY_REVOKED, _admin_revoke),
+    ("admin", Action.API_KEY_UPDATED, _admin_limits),
     ("admin", Action.API_KEY_REVOKED, _admin_revoke_selected),
     ("admin", Action.ORGANIZATION_CREATED, _admin_org_create),
     ("admin", Action.ORGANIZATION_UPDATED, _admin_org_rename),
