@@ -287,6 +287,10 @@ class Entry:
     org_code: str | None
     user_id: str | None
     api_id: str
+    # The owning user's ``is_active`` (True for an organization's key): what the in-process
+    # authentication needs to accept a user's key without reading the user. Changing it
+    # (``services.user_update``) invalidates the user's keys like a revocation does.
+    owner_active: bool
     epoch: str
     version: str
     count: int
@@ -304,19 +308,17 @@ class Counted:
 
 
 class _Script:
-    """A Lua script run by its SHA-1 (sent once more after a NOSCRIPT, as after a Redis
-    restart): the verify script's few microseconds without redis-py's ``Script`` wrapper."""
+    """A Lua script run by its SHA-1 on the worker's own connection
+    (:class:`apikeys.redisconn.Line`): the verify script without redis-py's pool and
+    ``Script`` wrapper around it."""
 
     def __init__(self, client: redis.Redis, source: str) -> None:
-        self.execute: Any = client.execute_command
+        self.line = redisconn.Line(client)
         self.source = source
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
     def __call__(self, *, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        try:
-            return self.execute("EVALSHA", self.sha, len(keys), *keys, *args)
-        except redis.exceptions.NoScriptError:
-            return self.execute("EVAL", self.source, len(keys), *keys, *args)
+        return self.line.evalsha(self.sha, self.source, keys, args)
 
 
 class _Process:
@@ -523,6 +525,7 @@ _FILL_COLUMNS: Final = (
     "api_public_id",
     "verification_count",
     "counts_generation",
+    "user__is_active",
 )
 
 
@@ -576,6 +579,7 @@ def _fill(state: _Process, key_digest: str) -> Entry | None:
         org_code=values["org_code"] or None,
         user_id=values["user_public_id"] or None,
         api_id=values["api_public_id"],
+        owner_active=values["user__is_active"] is not False,
         epoch=_text(epoch),
         version=_text(version) if version is not None else "0",
         count=int(values["verification_count"]),
