@@ -46,6 +46,11 @@ class Verification:
     expires_at: datetime | None = None
     last_verified_on: datetime | None = None
     verification_count: int | None = None
+    # Whether the owning user is active (True for an organization's key), when the answer
+    # came from the key cache, which knows it; None when it was not read (the database
+    # path). Not part of the API's answer: the in-process authentication uses it to accept
+    # a user's key without reading the user.
+    owner_active: bool | None = None
 
     @property
     def is_valid(self) -> bool:
@@ -140,6 +145,7 @@ def _cached_verification(
             expires_at=entry.expires_at,
             last_verified_on=now,
             verification_count=total,
+            owner_active=entry.owner_active,
         )
     code = keycache.outcome(entry, audience, now)
     if code == Verification.REVOKED:
