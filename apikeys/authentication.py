@@ -16,8 +16,11 @@ What a request carries once authenticated
 -----------------------------------------
 - ``request.auth`` is the :class:`~apikeys.services.Verification` (``key_id``,
   ``org_code``, ``user_id``, ``scopes``, ``api_id``, ``audience``, ``expires_at``, …).
-- ``request.user`` is the owning user for a user-level key (one extra query), and an
-  :class:`OrganizationPrincipal` for an organization-level key (no query). The principal is
+- ``request.user`` is the owning user for a user-level key, and an
+  :class:`OrganizationPrincipal` for an organization-level key (no query). With Redis (the
+  key cache), whether the user is active is known without a query, and the user itself is
+  read only when the view first touches ``request.user`` (a lazy object); otherwise it is
+  read here (one query). The principal is
   authenticated (``IsAuthenticated`` lets it through) but is not a user: it has no
   permissions, is not staff, and its ``pk`` is the organization code, so DRF's per-user
   throttles count per organization. Code that needs a real user should check
@@ -58,9 +61,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar, NoReturn
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser
+from django.utils.functional import SimpleLazyObject
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
@@ -166,6 +172,12 @@ class OrganizationPrincipal:
         return False
 
 
+def _active_user(public_id: str | None) -> Any:
+    """The active user with this public id, else an anonymous user (never authenticated)."""
+    user = get_user_model()._default_manager.filter(public_id=public_id, is_active=True).first()
+    return user if user is not None else AnonymousUser()
+
+
 class ApiKeyAuthentication(BaseAuthentication):
     """Authenticate ``Authorization: Bearer k_live_…`` through ``api_key_verify``.
 
@@ -207,12 +219,14 @@ class ApiKeyAuthentication(BaseAuthentication):
             return OrganizationPrincipal(
                 org_code=verification.org_code or "", key_id=verification.key_id or ""
             )
-        user_model = get_user_model()
-        try:
-            user = user_model._default_manager.get(public_id=verification.user_id)
-        except user_model.DoesNotExist:
-            user = None
-        if user is None or not user.is_active:
+        if verification.owner_active is False:
+            self._refuse(Verification.INVALID, verification.key_id, request)
+        if verification.owner_active:
+            # Known active from the key cache (kept exact by user_update): read the user only
+            # if the view asks for it.
+            return SimpleLazyObject(partial(_active_user, verification.user_id))
+        user = _active_user(verification.user_id)
+        if not user.is_authenticated:
             self._refuse(Verification.INVALID, verification.key_id, request)
         return user
 

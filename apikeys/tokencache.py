@@ -142,6 +142,11 @@ class TokenCache:
             return None
         return redisconn.client()
 
+    def _line(self) -> redisconn.Line | None:
+        if time.monotonic() < self._retry_at:
+            return None
+        return redisconn.line()
+
     def _failed(self, exc: Exception) -> None:
         # Forget everything: bumps made while this worker could not see Redis are unknown.
         self._entries.clear()
@@ -156,11 +161,11 @@ class TokenCache:
         if time.monotonic() - entry.stored_at >= conf.get("M2M_TOKEN_CACHE_SECONDS"):
             self._entries.pop(checksum, None)
             return None
-        client = self._client()
-        if client is None:
+        line = self._line()
+        if line is None:
             return None
         try:
-            epoch, version = client.mget(EPOCH_KEY, version_key(entry.application_id))
+            epoch, version = line.call("MGET", EPOCH_KEY, version_key(entry.application_id))
         except redis.RedisError as exc:
             self._failed(exc)
             return None

@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from apikeys import exceptions as errors
+from apikeys import keycache
 from apikeys.models import (
     ORG_CODE_PATTERN,
     ROLE_KEY_PATTERN,
@@ -225,6 +226,17 @@ def user_update(
         if changed:
             fields = list(changed) + (["username"] if "email" in changed else [])
             locked.save(update_fields=fields)
+        if "is_active" in changed:
+            # Workers that verify this user's keys from their cache know whether the user is
+            # active (the in-process authentication refuses an inactive user's key): they
+            # read it again, at once, as after a revocation.
+            keycache.invalidate(
+                list(
+                    ApiKey.objects.filter(user=locked, status=ApiKey.Status.ACTIVE).values_list(
+                        "id", flat=True
+                    )
+                )
+            )
         # Admin permissions are security-relevant: record the new set, by name.
         for attr, wanted, label in [
             ("groups", groups, group_label),

@@ -55,6 +55,11 @@ class Verification:
     verification_count: int | None = None
     ratelimit: dict[str, Any] | None = None
     credits_remaining: int | None = None
+    # Whether the owning user is active (True for an organization's key), when the answer
+    # came from the key cache, which knows it; None when it was not read (the database
+    # path). Not part of the API's answer: the in-process authentication uses it to accept
+    # a user's key without reading the user.
+    owner_active: bool | None = None
 
     @property
     def is_valid(self) -> bool:
@@ -186,6 +191,7 @@ def _cached_verification(
             if limited is not None
             else None,
             credits_remaining=limited.credits_remaining if limited is not None else None,
+            owner_active=entry.owner_active,
         )
     code = keycache.outcome(entry, audience, now)
     if code == Verification.REVOKED:

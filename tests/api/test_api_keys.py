@@ -42,6 +42,8 @@ KEY_FIELDS = {
     "expires_at",
     "rotated_on",
     "revoked_on",
+    "ratelimit",
+    "credits",
 }
 VERIFY_FIELDS = {
     "code",
@@ -163,7 +165,7 @@ def test_get_returns_the_documented_fields(client_all, issued_key, api):
     "key_id", ["api_key_" + "0" * 32, "nope", "api_scope_" + "0" * 32, "0" * 32]
 )
 def test_unknown_or_foreign_key_ids_in_the_path_are_404(client_all, key_id):
-    for method in ("get", "put", "delete"):
+    for method in ("get", "put", "patch", "delete"):
         response = getattr(client_all, method)(f"/api/v1/api_keys/{key_id}", format="json")
         assert response.status_code == HTTPStatus.NOT_FOUND
         assert error_codes(response) == ["API_KEY_NOT_FOUND"]

@@ -257,6 +257,7 @@ def test_redis_down_falls_back_to_the_database_and_comes_back_by_itself(warm, mo
     _token, client = warm
     dead = redis.Redis(port=free_port(), socket_connect_timeout=0.5, socket_timeout=0.5)
     monkeypatch.setattr(redisconn, "client", lambda: dead)
+    monkeypatch.setattr(redisconn, "line", lambda: redisconn.Line(dead))
     for _ in range(2):
         response, queries = get_apis(client)
         assert response.status_code == HTTPStatus.OK

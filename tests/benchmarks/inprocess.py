@@ -3,6 +3,8 @@
     .venv/bin/python -m tests.benchmarks.inprocess                # SQLite (a temporary file)
     .venv/bin/python -m tests.benchmarks.inprocess --postgresql   # a throwaway PostgreSQL database
     .venv/bin/python -m tests.benchmarks.inprocess --through-api  # POST /api/v1/api_keys/verify
+    .venv/bin/python -m tests.benchmarks.inprocess --postgresql --redis redis://127.0.0.1:6379/0 \
+        --profile /tmp/verify.prof                                  # with the key cache, profiled
 
 It migrates a fresh database, bulk-loads ``--keys`` keys (1,000 by default) and prints the
 median of ``--calls`` verifications of valid keys, and the statements one makes. On
@@ -15,6 +17,7 @@ not a test.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
 import secrets
@@ -34,6 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keys", type=int, default=1000)
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--through-api", action="store_true")
+    parser.add_argument(
+        "--redis",
+        default="locmemcache://",
+        metavar="CACHE_URL",
+        help="the cache (and so the key cache): e.g. redis://127.0.0.1:6379/0",
+    )
+    parser.add_argument(
+        "--profile", metavar="FILE", help="write a cProfile of the timed calls to FILE"
+    )
     args = parser.parse_args(argv)
 
     name = f"bench_inprocess_{secrets.token_hex(4)}"
@@ -43,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         {
             "DJANGO_SETTINGS_MODULE": "tests.benchmarks.settings",
             "DATABASE_URL": url,
-            "CACHE_URL": "locmemcache://",
+            "CACHE_URL": args.redis,
             "DEBUG": "false",
             "SECRET_KEY": secrets.token_urlsafe(50),
             "APIKEYS_HASHING_SECRET": secrets.token_urlsafe(50),
@@ -67,10 +79,16 @@ def main(argv: list[str] | None = None) -> int:
         call_command("migrate", verbosity=0)
         data = common.load_base()
         keys = common.add_keys(data, args.keys, sample=min(args.keys, 1000))
+        profiler = cProfile.Profile() if args.profile else None
+        if profiler is not None:
+            profiler.enable()
         if args.through_api:
             figures = _request_median_us(keys[0], calls=args.calls)
         else:
             figures = common.verify_median_us(keys, calls=args.calls)
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
         figures.update(
             database=connection.vendor,
             keys=args.keys,

@@ -58,7 +58,8 @@ class WhoAmI(APIView):
                 "auth": auth if isinstance(auth, str) else type(auth).__name__,
                 "key_id": auth.key_id if isinstance(auth, Verification) else None,
                 "scopes": list(auth.scopes) if isinstance(auth, Verification) else None,
-                "user_type": type(user).__name__,
+                # __class__, not type(): request.user may be a lazy object, as in Django.
+                "user_type": user.__class__.__name__,
                 "user_public_id": getattr(user, "public_id", None),
                 "user_org_code": getattr(user, "org_code", None),
                 "user_pk": str(user.pk) if getattr(user, "pk", None) is not None else None,
