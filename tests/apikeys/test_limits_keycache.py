@@ -1,0 +1,149 @@
+"""Usage limits and usage history on the Redis path (apikeys.keycache), on a Redis of this
+module's own: credits kept in Redis and written back, the database path of a pending key
+sharing Redis's limits, usage hours written back once and read exactly meanwhile."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import redis
+
+from apikeys import keycache, selectors, services
+from apikeys.models import ApiKey, ApiKeyUsage
+from tests.servers import RedisServer
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fast(redis_server: RedisServer, settings: Any) -> Iterator[redis.Redis]:
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": redis_server.url(0),
+        }
+    }
+    client = redis.Redis.from_url(redis_server.url(0))
+    client.flushdb()
+    keycache._process = None
+    yield client
+    keycache._process = None
+
+
+@pytest.fixture
+def limited_key(api, organization, actor) -> services.IssuedKey:
+    return services.api_key_issue(
+        name="Limited",
+        api=api,
+        organization=organization,
+        credits={"remaining": 5},
+        ratelimit={"limit": 100, "duration": 3600},
+        actor=actor,
+    )
+
+
+def today_usage(api_key: ApiKey) -> dict[str, int]:
+    today = datetime.now(UTC).date()
+    buckets = selectors.api_key_usage(api_key=api_key, start=today, end=today, granularity="day")
+    return {o: buckets[0][o] for o in ApiKeyUsage.OUTCOMES}
+
+
+def test_credits_live_in_redis_and_are_written_back(fast, limited_key) -> None:
+    key = limited_key.api_key
+    for left in (4, 3):
+        assert services.api_key_verify(key=limited_key.plaintext).credits_remaining == left
+    # The row still says 5; a read says 3 (Redis's value); the write-back makes the row say 3.
+    assert ApiKey.objects.values_list("credits_remaining", flat=True).get(pk=key.pk) == 5
+    assert ApiKey.objects.get(pk=key.pk).credits_remaining == 3
+    keycache.write_back_now()
+    assert ApiKey.objects.values_list("credits_remaining", flat=True).get(pk=key.pk) == 3
+
+
+def test_a_pending_key_on_the_database_path_uses_the_credits_in_redis(fast, limited_key) -> None:
+    key = limited_key.api_key
+    assert services.api_key_verify(key=limited_key.plaintext).credits_remaining == 4
+    prefix = keycache._state().prefix
+    fast.incr(prefix + "v:" + key.pk)
+    fast.set(prefix + "p:" + key.pk, "1", px=60_000)
+    # The database path (the key is pending), sharing Redis's credits: 3, not the row's 4.
+    assert services.api_key_verify(key=limited_key.plaintext).credits_remaining == 3
+    fast.delete(prefix + "p:" + key.pk)
+    assert services.api_key_verify(key=limited_key.plaintext).credits_remaining == 2
+    keycache.write_back_now()
+    row = ApiKey.objects.get(pk=key.pk)
+    assert row.credits_remaining == 2 and row.verification_count == 3
+
+
+def test_a_patch_replaces_the_credits_held_in_redis(fast, limited_key, actor) -> None:
+    key = limited_key.api_key
+    services.api_key_verify(key=limited_key.plaintext)
+    services.api_key_update(api_key=key, credits={"remaining": 10}, actor=actor)
+    assert services.api_key_verify(key=limited_key.plaintext).credits_remaining == 9
+    # The generation written before the change carried the old credits: not written over.
+    keycache.write_back_now()
+    assert ApiKey.objects.get(pk=key.pk).credits_remaining == 9
+
+
+def test_usage_is_exact_before_and_after_the_write_back(fast, limited_key, actor) -> None:
+    key = limited_key.api_key
+    for _ in range(7):  # 5 valid, then 2 refused for credits
+        services.api_key_verify(key=limited_key.plaintext)
+    services.api_key_verify(key=limited_key.plaintext, audience="https://elsewhere")
+    expected = {
+        "verified": 5,
+        "rate_limited": 0,
+        "usage_exceeded": 2,
+        "revoked": 0,
+        "expired": 0,
+        "wrong_audience": 1,
+    }
+    assert today_usage(key) == expected
+    keycache.write_back_now()
+    assert today_usage(key) == expected
+    assert ApiKeyUsage.objects.get(api_key=key).verified == 5
+    # A second write-back adds nothing; a revoked key's refusals are counted too.
+    keycache.write_back_now()
+    services.api_key_revoke(api_key=key, actor=actor)
+    services.api_key_verify(key=limited_key.plaintext)
+    keycache.write_back_now()
+    assert today_usage(key) == {**expected, "revoked": 1}
+    assert ApiKey.objects.get(pk=key.pk).verification_count == 5
+
+
+def test_the_selector_counts_a_generation_once_while_it_is_written_back(
+    fast, limited_key, monkeypatch
+) -> None:
+    """A write-back that commits between the selector's Redis read and its table read: the
+    generation is in both, and counted once (the row's generation says it is written)."""
+    key = limited_key.api_key
+    services.api_key_verify(key=limited_key.plaintext)
+    real = keycache.unwritten_usage
+
+    def then_write_back(key_id: str, generation: int = -1) -> Any:
+        found = real(key_id, generation)
+        # What the write-back does, without letting it drop the generation from Redis yet.
+        state = keycache._state()
+        gens = state.seal_script(keys=[state.k_gen, state.k_first])
+        from django.db import transaction
+
+        for gen in gens:
+            fields = {
+                k.decode(): v.decode()
+                for k, v in state.client.hgetall(state.prefix + "c:" + str(gen)).items()
+            }
+            with transaction.atomic():
+                keycache._record_usage_and_credits(int(gen), [key_id], [], fields)
+                keycache._apply(int(gen), [(key_id, int(fields.get(key_id, "0")), 0, "")])
+        return found
+
+    monkeypatch.setattr(keycache, "unwritten_usage", then_write_back)
+    assert today_usage(key)["verified"] == 1
