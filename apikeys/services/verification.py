@@ -121,6 +121,10 @@ def api_key_verify(
     cached = keycache.verify_limited(key_digest, audience, ip, now, cost)
     if cached is not None:
         return _cached_verification(*cached, audience=audience, now=now)
+    if key_digest in _LIMITED_DIGESTS:
+        # Seen with limits by this process: straight to the locked path, which decides
+        # everything again (and is right for a key whose limits were removed since).
+        return _verify_limited(key_digest, audience, ip, cost)
     row = _count_valid_verification(key_digest, audience, ip, now)
     if row is not None:
         values = dict(zip(_VERIFY_COLUMNS, row, strict=True))
@@ -500,6 +504,12 @@ _LIMITED_COLUMNS = (
 )
 
 
+# Digests this process has seen with usage limits (a routing hint only, bounded): their
+# verifications skip the one-statement path, which never accepts them.
+_LIMITED_DIGESTS: set[str] = set()
+_LIMITED_DIGESTS_MAX = 10_000
+
+
 def _verify_limited(
     key_digest: str, audience: str | None, ip: str | None, cost: int
 ) -> Verification:
@@ -517,19 +527,22 @@ def _verify_limited(
     the order they were decided."""
     db = connections[DEFAULT_DB_ALIAS]
     table = db.ops.quote_name(ApiKey._meta.db_table)
-    hold = f"UPDATE {table} SET limits_version = limits_version WHERE digest = %s OR previous_digest = %s"  # nosec B608
+    # Holds the row and reads it in one statement (a no-op UPDATE … RETURNING). Constant
+    # fragments and a quoted table name: only parameters carry values.
+    hold = (
+        f"UPDATE {table} SET limits_version = limits_version "  # nosec B608
+        f"WHERE digest = %s OR previous_digest = %s RETURNING {', '.join(_LIMITED_COLUMNS)}"
+    )
     with transaction.atomic():
         with db.cursor() as cursor:
             cursor.execute(hold, [key_digest, key_digest])
-        row = (
-            ApiKey.objects.filter(Q(digest=key_digest) | Q(previous_digest=key_digest))
-            .values_list(*_LIMITED_COLUMNS)
-            .first()
-        )
+            row = cursor.fetchone()
         now = timezone.now()
         if row is None:
             return _INVALID
         v = dict(zip(_LIMITED_COLUMNS, row, strict=True))
+        for column in ("previous_expires_at", "expires_at"):
+            v[column] = keycache.aware_datetime(v[column])
         valid = (
             crypto.constant_time_equals(v["digest"], key_digest)
             or (
@@ -544,6 +557,12 @@ def _verify_limited(
             and (audience is None or v["audience"] == audience)
         )
         if valid:
+            if v["ratelimit_limit"] is not None or v["credits_remaining"] is not None:
+                if len(_LIMITED_DIGESTS) >= _LIMITED_DIGESTS_MAX:
+                    _LIMITED_DIGESTS.clear()
+                _LIMITED_DIGESTS.add(key_digest)
+            else:
+                _LIMITED_DIGESTS.discard(key_digest)
             return _apply_limits_locked(v, ip, cost, now)
     # Changed meanwhile: say why, without coming back here.
     return _explain_failure(key_digest, audience, ip, now, cost, limited_path=False)
@@ -606,15 +625,27 @@ def _apply_limits_locked(
     if in_redis is not None:
         return _count_limited(v, ip, now, in_redis, rate)
     now_us = int(now.timestamp() * 1_000_000)
-    stamps = ApiKeyRateStamp.objects.filter(api_key_id=key_id)
+    db = connections[DEFAULT_DB_ALIAS]
+    stamps = db.ops.quote_name(ApiKeyRateStamp._meta.db_table)
     in_window = 0
+    oldest: int | None = None
     if rate is not None:
         window_us = rate[1] * 1_000_000
-        stamps.filter(at__lte=now_us - window_us).delete()
-        times = list(stamps.order_by("at").values_list("at", flat=True)[: rate[0]])
-        in_window = stamps.count() if len(times) >= rate[0] else len(times)
-        if in_window >= rate[0]:
-            reset = datetime.fromtimestamp((times[0] + window_us) / 1_000_000, tz=UTC)
+        with db.cursor() as cursor:
+            # Constant fragments and a quoted table name: only parameters carry values.
+            cursor.execute(
+                f"DELETE FROM {stamps} WHERE api_key_id = %s AND at <= %s",  # nosec B608
+                [key_id, now_us - window_us],
+            )
+            # One aggregate over the key's index range: what is left is the window.
+            cursor.execute(
+                f"SELECT COUNT(*), MIN(at) FROM {stamps} WHERE api_key_id = %s",  # nosec B608
+                [key_id],
+            )
+            count, oldest = cursor.fetchone()
+            in_window = int(count)
+        if in_window >= rate[0] and oldest is not None:
+            reset = datetime.fromtimestamp((oldest + window_us) / 1_000_000, tz=UTC)
             record_usage(key_id, "rate_limited", now)
             return _refused_by_limit(
                 Verification.RATE_LIMITED, key_id, org_code, user_id, rate, reset
@@ -642,10 +673,13 @@ def _apply_limits_locked(
             )
         remaining -= cost
         updates["credits_remaining"] = remaining
-    if rate is not None:
-        ApiKeyRateStamp.objects.create(api_key_id=key_id, at=now_us)
-    db = connections[DEFAULT_DB_ALIAS]
     table = db.ops.quote_name(ApiKey._meta.db_table)
+    if rate is not None:
+        with db.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {stamps} (api_key_id, at) VALUES (%s, %s)",  # nosec B608
+                [key_id, now_us],
+            )
     sets = ", ".join(f"{column} = %s" for column in updates)
     with db.cursor() as cursor:
         cursor.execute(
@@ -658,8 +692,8 @@ def _apply_limits_locked(
     record_usage(key_id, "verified", now)
     next_reset: datetime | None = None
     if rate is not None:
-        oldest = stamps.order_by("at").values_list("at", flat=True).first() or now_us
-        next_reset = datetime.fromtimestamp((oldest + rate[1] * 1_000_000) / 1_000_000, tz=UTC)
+        first = now_us if oldest is None else oldest
+        next_reset = datetime.fromtimestamp((first + rate[1] * 1_000_000) / 1_000_000, tz=UTC)
     return Verification(
         code=Verification.VERIFIED,
         key_id=key_id,

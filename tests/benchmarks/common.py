@@ -305,3 +305,37 @@ def cpu_breakdown(client: Client, probe: Probe, *, calls: int = 500) -> dict[str
     assert response.status_code == 200, response.status_code
     per_call = {"request": total, **spent}
     return {f"{part}_us": round(ns / calls / 1000, 1) for part, ns in per_call.items()}
+
+
+def limited_vs_unlimited_us(data: BenchData, *, calls: int = 3000) -> dict[str, Any]:
+    """In-process ``api_key_verify`` of a key with both usage limits (a rate limit and
+    credits, both too large to refuse) against a key without limits, timed alternately call
+    by call so that both figures see the same machine; the ratio's target is 1.10."""
+    actor = services.Actor.system()
+    plain = services.api_key_issue(
+        name="Bench unlimited", api=data.api, organization=data.organization, actor=actor
+    ).plaintext
+    limited = services.api_key_issue(
+        name="Bench limited",
+        api=data.api,
+        organization=data.organization,
+        ratelimit={"limit": 10_000, "duration": 1},
+        credits={"remaining": 1_000_000_000},
+        actor=actor,
+    ).plaintext
+    samples: dict[str, list[int]] = {"unlimited": [], "limited": []}
+    for i in range(2 * calls + 600):
+        key, kind = (limited, "limited") if i % 2 else (plain, "unlimited")
+        start = time.perf_counter_ns()
+        result = services.api_key_verify(key=key, ip="127.0.0.1")
+        elapsed = time.perf_counter_ns() - start
+        if not result.is_valid:
+            raise AssertionError(f"bench key did not verify: {result.code}")
+        if i >= 600:  # warm-up
+            samples[kind].append(elapsed)
+    figures: dict[str, Any] = {
+        f"{kind}_median_us": round(statistics.median(times) / 1000, 1)
+        for kind, times in samples.items()
+    }
+    figures["ratio"] = round(figures["limited_median_us"] / figures["unlimited_median_us"], 3)
+    return figures

@@ -48,6 +48,8 @@ TARGETS = {
     "verify_vs_floor": 0.5,
     "example_vs_floor": 0.6,
     "verify_median_us_pg": 120.0,
+    # Issue 17: a verification of a key with both usage limits, against one without.
+    "limited_verify_ratio": 1.10,
     "scale_ratio": 1.15,
     "list_median_ms": 25.0,
     "worker_rss_mb": 100.0,
@@ -415,6 +417,9 @@ def _run(args: argparse.Namespace, env: dict[str, str], report: dict[str, Any]) 
     vacuum_analyze()
     report["verify_inprocess_1k"] = common.verify_median_us(keys)
     report["verify_inprocess_1k"]["load_average"] = load_average()
+    # A key with both usage limits against one without, in process (target: within 10%).
+    # 6,000 more verifications on two keys, each at most 10,000 in any second.
+    report["verify_limited_vs_unlimited"] = common.limited_vs_unlimited_us(data)
     report["token_endpoint"] = common.token_endpoint_costs(data)
     report["http"] = http_runs(args, env, data, keys)
 
@@ -847,6 +852,13 @@ def print_report(report: dict[str, Any]) -> None:
             f"verifications counted in the database: {check['verifications_counted_in_database']:,} "
             f"(wrk completed {check['requests_completed_by_wrk']:,}; in flight at each stop may add a few)"
         )
+    limited = report.get("verify_limited_vs_unlimited")
+    if limited:
+        print(
+            f"\nin-process verify, key with a rate limit and credits vs one without: "
+            f"{limited['limited_median_us']} µs vs {limited['unlimited_median_us']} µs "
+            f"(x{limited['ratio']})"
+        )
     v1k = report.get("verify_inprocess_1k", {})
     scale = report.get("scale", {})
     configured = "on" if v1k.get("prepared_statements_in_settings") else "off"
@@ -911,6 +923,11 @@ def print_report(report: dict[str, Any]) -> None:
                 "PostgreSQL rows updated per verification <= one per key verified per "
                 "write-back interval, +25% (verify, 1,000 keys)"
             ] = endpoints["verify"].get("pg_rows_updated_per_request", 1) <= 1.25 * bound
+    limited = report.get("verify_limited_vs_unlimited")
+    if limited:
+        targets["verify of a key with both limits <= 1.10 x a key without"] = (
+            limited["ratio"] <= TARGETS["limited_verify_ratio"]
+        )
     if v1k:
         targets["in-process verify median <= 120 µs (warm key, as configured)"] = (
             v1k["median_us"] <= TARGETS["verify_median_us_pg"]
