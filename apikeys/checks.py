@@ -141,6 +141,7 @@ _KNOBS_WITH_OWN_RULES = frozenset(
         "PORTAL_LOGIN_LOCKOUT_SECONDS",
         "SECRET_SCANNING_PUBLIC_KEYS",
         "COUNTS_WRITE_BACK_INTERVAL",
+        "USAGE_RETENTION_DAYS",
     }
 )
 
@@ -168,6 +169,24 @@ def check_write_back_interval(app_configs: Any = None, **kwargs: Any) -> list[Er
                 f"{MIN_WRITE_BACK_INTERVAL} to {MAX_WRITE_BACK_INTERVAL}.",
                 hint="The default, 1, writes the counts kept in Redis back every second.",
                 id="apikeys.E009",
+            )
+        ]
+    return []
+
+
+@register(Tags.security)
+def check_usage_retention(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """``USAGE_RETENTION_DAYS``: a whole number of days, 1 or more (0 would delete the
+    usage history of the current day at every prune)."""
+    if not isinstance(getattr(settings, "APIKEYS", {}), Mapping):
+        return []  # reported once, as apikeys.E005, by check_apikeys_settings
+    value = get("USAGE_RETENTION_DAYS")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return [
+            Error(
+                "APIKEYS['USAGE_RETENTION_DAYS'] must be a whole number of days, 1 or more.",
+                hint="The default, 400, keeps a little over a year of usage history.",
+                id="apikeys.E010",
             )
         ]
     return []

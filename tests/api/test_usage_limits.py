@@ -254,3 +254,30 @@ def test_usage_of_an_unknown_key_is_404(client_all):
         {"from": "2026-01-01", "to": "2026-01-01"},
     )
     assert error_codes(response) == ["API_KEY_NOT_FOUND"]
+
+
+@pytest.mark.parametrize("days", [0, -1, "400", True])
+def test_a_bad_usage_retention_stops_start_up(settings, days):
+    from apikeys.checks import check_usage_retention
+
+    settings.APIKEYS = {**settings.APIKEYS, "USAGE_RETENTION_DAYS": days}
+    assert [e.id for e in check_usage_retention()] == ["apikeys.E010"]
+
+
+def test_prune_deletes_only_hours_older_than_the_retention(client_all, issued_key, settings):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from apikeys.models import ApiKeyUsage
+
+    now = timezone.now().replace(minute=0, second=0, microsecond=0)
+    for days in (1, 399, 401):
+        ApiKeyUsage.objects.create(
+            api_key=issued_key.api_key, start=now - timedelta(days=days), verified=1
+        )
+    out = StringIO()
+    call_command("apikeys_prune_usage", stdout=out)
+    assert ApiKeyUsage.objects.count() == 2 and "Deleted 1" in out.getvalue()
+    call_command("apikeys_prune_usage", "--days", "30", stdout=out)
+    assert ApiKeyUsage.objects.count() == 1
