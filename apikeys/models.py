@@ -323,7 +323,7 @@ class ApiKey(models.Model):
     ratelimit_limit = models.PositiveIntegerField(null=True, blank=True)
     ratelimit_duration = models.PositiveIntegerField(null=True, blank=True)
     credits_remaining = models.BigIntegerField(null=True, blank=True)
-    credits_refill_interval = models.CharField(max_length=8, blank=True)
+    credits_refill_interval = models.CharField(max_length=8, blank=True, default="")
     credits_refill_amount = models.BigIntegerField(null=True, blank=True)
     credits_period = models.BigIntegerField(null=True, blank=True, editable=False)
     # Bumped by every change of the limits: credits kept in Redis for an older value are
