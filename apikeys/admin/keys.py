@@ -213,7 +213,7 @@ class ApiKeyAdmin(ApiKeyWriteViews):
     @admin.display(description="Rate limit")
     def ratelimit_display(self, obj: ApiKey) -> str:
         if obj.ratelimit_limit is None:
-            return "None"
+            return "No limit"
         return f"{obj.ratelimit_limit} verifications in any {obj.ratelimit_duration} s"
 
     @admin.display(description="Credits")
