@@ -159,7 +159,7 @@ def usage_bar(series: UsageSeries | None, largest: int) -> SafeString:
         '<rect class="usage__bar--valid" width="{}" height="8"></rect>'
         '<rect class="usage__bar--refused" x="{}" width="{}" height="8"></rect>'
         "</svg>"
-        '<span class="usage-row__numbers">{} valid · {} refused</span>'
+        '<span class="usage-row__numbers"><span>{} valid</span> <span>{} refused</span></span>'
         "</span>",
         _unit(valid),
         _unit(valid),

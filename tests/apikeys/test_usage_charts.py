@@ -202,5 +202,5 @@ def test_a_row_bar_is_as_long_as_its_share_of_the_largest_total():
     html = str(usage_bar(series((30, 10)), 80))
     assert 'class="usage__bar--valid" width="37.5"' in html
     assert 'class="usage__bar--refused" x="37.5" width="12.5"' in html
-    assert "30 valid · 10 refused" in html
+    assert "30 valid</span> <span>10 refused" in html
     assert "No verifications" in str(usage_bar(series((0, 0)), 80))

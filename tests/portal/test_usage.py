@@ -72,11 +72,11 @@ def test_an_organizations_page_shows_each_keys_total_side_by_side_and_their_sum(
     # Bars relative to the largest total (busy: 400): quiet's 50 is an eighth of it.
     assert (
         'usage__bar--valid" width="75"' in rows[busy.id]
-        and "300 valid · 100 refused" in rows[busy.id]
+        and "300 valid</span> <span>100 refused" in rows[busy.id]
     )
     assert (
         'usage__bar--valid" width="10"' in rows[quiet.id]
-        and "40 valid · 10 refused" in rows[quiet.id]
+        and "40 valid</span> <span>10 refused" in rows[quiet.id]
     )
     assert "No verifications" in rows[idle.id]
     summary = html.split('data-testid="usage-summary"')[1].split("</section>")[0]
