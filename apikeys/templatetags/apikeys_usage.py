@@ -139,10 +139,8 @@ def usage_chart(series: UsageSeries, title: str = "", chart_id: str = "usage") -
 
 
 @register.simple_tag
-def usage_bar(series: UsageSeries | None, largest: int) -> SafeString:
+def usage_bar(series: UsageSeries, largest: int) -> SafeString:
     """One key's total in a list: a bar as long as its share of ``largest``, then words."""
-    if series is None:
-        return format_html('<span class="usage-row__none">{}</span>', "—")
     if series.total == 0:
         return format_html(
             '<span class="usage-row"><span class="usage-row__numbers muted">{}</span></span>',
