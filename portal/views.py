@@ -388,6 +388,22 @@ class ApiKeyListView(OwnerMixin, ListView):
     def get_queryset(self) -> Any:
         return api_keys_for_list(user=self.request.user, organization=self.organization)
 
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        """Each key of the page with its last 30 days (one query for the page), and their
+        sum for the chart above the list."""
+        context = super().get_context_data(**kwargs)
+        api_keys = list(context["api_keys"])
+        usage = selectors.api_key_usage_daily(api_key_ids=[key.pk for key in api_keys])
+        for key in api_keys:
+            key.last_30_days = usage[key.pk]  # shown by the row's usage bar
+        context.update(
+            api_keys=api_keys,
+            object_list=api_keys,
+            usage_total=selectors.UsageSeries.combined(list(usage.values())) if usage else None,
+            usage_largest=max((series.total for series in usage.values()), default=0),
+        )
+        return context
+
 
 class ApiKeyCreateView(OwnerMixin, TemplateView):
     """The create form; its POST issues the key and answers with the shown-once page."""
@@ -436,11 +452,21 @@ class ApiKeyCreateView(OwnerMixin, TemplateView):
 
 
 class ApiKeyDetailView(ApiKeyMixin, TemplateView):
+    """One key: its facts and its last 30 days of verifications."""
+
     template_name = "portal/key_detail.html"
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         self.resolve_key()
         return super().get(request, *args, **kwargs)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        # The key came through visible_to (resolve_key): its usage is the reader's to see.
+        context["usage"] = selectors.api_key_usage_daily(api_key_ids=[self.api_key.pk])[
+            self.api_key.pk
+        ]
+        return context
 
 
 class ApiKeyRotateView(ApiKeyMixin, TemplateView):
