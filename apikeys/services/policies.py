@@ -223,10 +223,11 @@ def _checked_limits(values: dict[str, Any]) -> dict[str, int | None]:
 
 
 def _changes(row: KeyPolicyFields | None, wanted: dict[str, int | None]) -> dict[str, list[Any]]:
+    # A new row is compared with no limits at all.
     return {
-        name: [getattr(row, name) if row is not None else None, value]
+        name: [getattr(row, name, None), value]
         for name, value in wanted.items()
-        if row is None or getattr(row, name) != value
+        if getattr(row, name, None) != value
     }
 
 
