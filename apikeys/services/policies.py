@@ -108,7 +108,10 @@ def key_policy_for_organization(
 
 
 def platform_key_policy() -> KeyPolicy:
-    return KeyPolicy.of(PlatformKeyPolicy.load(), source="platform_default")
+    """The platform default. A read only: without its row (a fresh install) no limits,
+    the row's own defaults, so that issuing a key never has to write it."""
+    row = PlatformKeyPolicy.objects.filter(pk=PlatformKeyPolicy.SINGLETON_ID).first()
+    return KeyPolicy.of(row or PlatformKeyPolicy(), source="platform_default")
 
 
 def key_policy_for_user(user: Any, *, default: KeyPolicy | None = None) -> KeyPolicy:

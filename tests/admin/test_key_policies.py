@@ -63,7 +63,13 @@ def test_the_platform_default_is_saved_through_the_service_and_audited(admin_cli
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("max_lifetime_days", "0"), ("max_active_keys", "10001"), ("max_idle_days", "abc")],
+    [
+        ("max_lifetime_days", "0"),
+        ("max_active_keys", "10001"),
+        ("max_idle_days", "abc"),
+        ("max_idle_days", "9" * 40),
+        ("max_active_keys", "1\x00"),
+    ],
 )
 def test_a_bad_platform_default_is_a_form_error(admin_client, field, value):
     response = admin_client.post(DEFAULT_URL, {**{k: "" for k in NO_LIMITS}, field: value})
@@ -127,8 +133,9 @@ def test_an_organizations_policy_is_set_changed_and_removed_on_its_page(
     assert all(e.org_code == organization.code for e in events)
 
 
-def test_a_bad_organization_policy_is_a_form_error(admin_client, organization):
-    response = post_org(admin_client, organization, {**NO_LIMITS, "max_lifetime_days": 4000})
+@pytest.mark.parametrize("value", ["4000", "0", "9" * 40, "1\x00", "ten"])
+def test_a_bad_organization_policy_is_a_form_error(admin_client, organization, value):
+    response = post_org(admin_client, organization, {**NO_LIMITS, "max_lifetime_days": value})
     assert response.status_code == HTTPStatus.OK
     [formset] = [
         f for f in response.context["inline_admin_formsets"] if f.formset.prefix == "key_policy"
@@ -176,3 +183,19 @@ def test_the_issue_form_applies_the_lifetime_and_refuses_a_later_expiry(admin_cl
     )
     assert form_errors(refused) == {"expires_at": ["EXPIRES_AT_BEYOND_POLICY"]}
     assert ApiKey.objects.count() == 1
+
+
+def test_a_new_organization_can_be_given_its_policy_on_the_add_page(admin_client):
+    response = admin_client.post(
+        admin_url("organization_add"),
+        {
+            "name": "Newco",
+            "code": "org_newco",
+            **management("memberships", total=0, initial=0),
+            **management("key_policy", total=1, initial=0),
+            "key_policy-0-max_lifetime_days": "45",
+        },
+    )
+    assert response.status_code == HTTPStatus.FOUND, response.context and response.context["errors"]
+    row = OrganizationKeyPolicy.objects.get(organization__code="org_newco")
+    assert (row.max_lifetime_days, row.max_active_keys, row.max_idle_days) == (45, None, None)
