@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
@@ -34,15 +35,19 @@ class PlatformKeyPolicyAdmin(ServiceModelAdmin):
         return False
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
-        row = PlatformKeyPolicy.load()
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
         return HttpResponseRedirect(
-            reverse("admin:apikeys_platformkeypolicy_change", args=[row.pk])
+            reverse("admin:apikeys_platformkeypolicy_change", args=[PlatformKeyPolicy.SINGLETON_ID])
         )
 
     def get_object(self, request: HttpRequest, object_id: str, from_field: Any = None) -> Any:
-        # A fresh install has no row until something reads the policy: make it here too.
-        PlatformKeyPolicy.load()
-        return super().get_object(request, object_id, from_field)
+        # A fresh install has no row until the policy is first saved (through the service):
+        # until then the page shows the row's defaults, and viewing it writes nothing.
+        found = super().get_object(request, object_id, from_field)
+        if found is None and object_id == str(PlatformKeyPolicy.SINGLETON_ID):
+            return PlatformKeyPolicy()
+        return found
 
     def save_model(
         self, request: HttpRequest, obj: PlatformKeyPolicy, form: Any, change: bool
