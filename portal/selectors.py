@@ -64,7 +64,7 @@ def key_policy_notes(*, user: Any, organization: Organization | None = None) -> 
         notes.append(
             f"{keys_of} not verified for {_days(policy.max_idle_days)} are revoked automatically."
         )
-    if notes and organization is None and policy.source == "strictest":
+    if notes and organization is None and user.memberships.count() > 1:
         notes.append("These are the strictest limits of your organizations' policies.")
     return notes
 

@@ -64,6 +64,14 @@ def test_the_users_create_page_states_the_strictest_policy_of_their_organization
     ]
 
 
+def test_a_member_of_one_organization_sees_its_limits_without_the_strictest_note(client, acme):
+    set_org_policy(acme, max_idle_days=60)
+    client.force_login(member_of(acme, "none"))
+    assert notes(client.get("/portal/keys/new/")) == [
+        "Your keys not verified for 60 days are revoked automatically."
+    ]
+
+
 def test_without_limits_the_page_says_nothing(client, acme, writer):
     client.force_login(writer)
     page = client.get(f"/portal/orgs/{acme.code}/keys/new/")
