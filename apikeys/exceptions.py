@@ -133,3 +133,17 @@ class ApiKeyRevoked(ApiKeysError):
 class UserNotInOrganization(ApiKeysError):
     code = "USER_NOT_IN_ORGANIZATION"
     default_message = "The user is not a member of this organization."
+
+
+class KeyLimitReached(Conflict):
+    """The owner already holds as many active keys as its key policy allows."""
+
+    code = "KEY_LIMIT_REACHED"
+    default_message = "This owner already has as many active API keys as its key policy allows."
+
+
+class ExpiresAtBeyondPolicy(ApiKeysError):
+    """``expires_at`` is later than the owner's key policy allows."""
+
+    code = "EXPIRES_AT_BEYOND_POLICY"
+    default_message = "expires_at is later than the key policy allows."

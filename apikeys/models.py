@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -513,6 +513,7 @@ class AuditEvent(models.Model):
         STAFF_GROUP_CREATED = "staff_group.created", "Staff group created"
         STAFF_GROUP_UPDATED = "staff_group.updated", "Staff group changed"
         STAFF_GROUP_DELETED = "staff_group.deleted", "Staff group deleted"
+        KEY_POLICY_CHANGED = "api_key_policy.changed", "API key policy changed"
 
     class ActorType(models.TextChoices):
         USER = "user", "Person"
@@ -628,3 +629,112 @@ class ApiKeyUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.api_key_id} from {self.start:%Y-%m-%d %H:00}"
+
+
+# The ranges of a key policy's limits (the contract's "Key policies").
+POLICY_MAX_DAYS = 3650
+POLICY_MAX_ACTIVE_KEYS = 10000
+
+
+def _policy_range_constraints(prefix: str) -> list[models.CheckConstraint]:
+    ranges = {
+        "max_lifetime_days": POLICY_MAX_DAYS,
+        "max_active_keys": POLICY_MAX_ACTIVE_KEYS,
+        "max_idle_days": POLICY_MAX_DAYS,
+    }
+    return [
+        models.CheckConstraint(
+            condition=models.Q(**{f"{name}__isnull": True})
+            | models.Q(**{f"{name}__gte": 1, f"{name}__lte": top}),
+            name=f"{prefix}_{name}_range",
+        )
+        for name, top in ranges.items()
+    ]
+
+
+class KeyPolicyFields(models.Model):
+    """The three limits of a key policy; ``None`` is no limit."""
+
+    max_lifetime_days = models.PositiveIntegerField(
+        "max lifetime (days)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(POLICY_MAX_DAYS)],
+        help_text=(
+            f"1 to {POLICY_MAX_DAYS}. A new key expires at most this many days after it is "
+            "created (a key created without an expiry gets exactly that). Empty: no limit."
+        ),
+    )
+    max_active_keys = models.PositiveIntegerField(
+        "max active keys",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(POLICY_MAX_ACTIVE_KEYS)],
+        help_text=(
+            f"1 to {POLICY_MAX_ACTIVE_KEYS}. Active (not revoked, not expired) keys one owner "
+            "may hold: the organization, or each member for their own keys. Empty: no limit."
+        ),
+    )
+    max_idle_days = models.PositiveIntegerField(
+        "max idle (days)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(POLICY_MAX_DAYS)],
+        help_text=(
+            f"1 to {POLICY_MAX_DAYS}. A key not verified for this many days (since its "
+            "creation if never) is revoked by the scheduled job. Empty: no limit."
+        ),
+    )
+    updated_on = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        abstract = True
+
+
+class PlatformKeyPolicy(KeyPolicyFields):
+    """The platform-wide default key policy: one row (``id`` 1), edited in the admin; it
+    applies to every organization without a policy of its own, and to users in none.
+
+    A fresh install has no row; :meth:`load` creates it without limits."""
+
+    SINGLETON_ID = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON_ID, editable=False)
+
+    class Meta:
+        verbose_name = "API key policy (platform default)"
+        verbose_name_plural = "API key policy (platform default)"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(id=1), name="apikeys_platformkeypolicy_singleton"
+            ),
+            *_policy_range_constraints("apikeys_platformkeypolicy"),
+        ]
+
+    def __str__(self) -> str:
+        return "API key policy (platform default)"
+
+    @classmethod
+    def load(cls) -> PlatformKeyPolicy:
+        """The one row, created without limits if it is missing."""
+        # get_or_create copes with two first requests racing (as SelfServeSettings.load).
+        obj, _ = cls.objects.get_or_create(pk=cls.SINGLETON_ID)
+        return obj
+
+
+class OrganizationKeyPolicy(KeyPolicyFields):
+    """An organization's own key policy, in place of the platform default."""
+
+    organization = models.OneToOneField(
+        Organization, on_delete=models.CASCADE, primary_key=True, related_name="key_policy"
+    )
+
+    class Meta:
+        verbose_name = "API key policy"
+        verbose_name_plural = "API key policies"
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            *_policy_range_constraints("apikeys_orgkeypolicy")
+        ]
+
+    def __str__(self) -> str:
+        return f"API key policy of {self.organization_id}"

@@ -42,7 +42,7 @@ from portal.exceptions import PortalLinkError
 from portal.forms import ApiKeyCreateForm, ApiKeyRotateForm, PortalAuthenticationForm
 from portal.http import add_no_store_headers, add_portal_headers
 from portal.models import PortalLink, SelfServeSettings
-from portal.selectors import api_keys_for_list, organizations_readable_by
+from portal.selectors import api_keys_for_list, key_policy_notes, organizations_readable_by
 
 RETURN_URL_SESSION_KEY = "portal.return_url"
 FORM_TOKENS_SESSION_KEY = formtokens.SESSION_KEY
@@ -445,7 +445,13 @@ class ApiKeyCreateView(OwnerMixin, TemplateView):
 
     def render_form(self, form: ApiKeyCreateForm, status: int = 200) -> HttpResponse:
         response = self.render_to_response(
-            self.get_context_data(form=form, form_token=issue_form_token(self.request))
+            self.get_context_data(
+                form=form,
+                form_token=issue_form_token(self.request),
+                policy_notes=key_policy_notes(
+                    user=self.request.user, organization=self.organization
+                ),
+            )
         )
         response.status_code = status
         return response

@@ -5,6 +5,7 @@
   (list filters) and ``keys_writes`` (issue, shown once; rotate; revoke).
 - ``directory``: organizations, users, memberships, roles, system permissions.
 - ``apis``: APIs with their scopes.
+- ``policies``: key policies (the platform default; an organization's, inline on its page).
 - ``applications``: M2M applications and their granted Management API scopes.
 - ``staff``: Django's auth groups (bundles of admin permissions for platform staff).
 - ``audit``: the audit trail, read-only.
@@ -18,5 +19,6 @@ from apikeys.admin import (  # noqa: F401  (registers)
     audit,
     directory,
     keys,
+    policies,
     staff,
 )

@@ -30,6 +30,11 @@ urlpatterns = [
         views.OrganizationUsersApi.as_view(),
         name="organization-users",
     ),
+    path(
+        "organizations/<str:org_code>/api_key_policy",
+        views.OrganizationKeyPolicyApi.as_view(),
+        name="organization-api-key-policy",
+    ),
     path("user", views.UserApi.as_view(), name="user"),
     path("users", views.UsersApi.as_view(), name="users"),
     path("roles", views.RolesApi.as_view(), name="roles"),

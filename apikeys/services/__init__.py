@@ -10,6 +10,9 @@ One module per aggregate, every public name importable from here::
     audit.py         Actor, audit_event_record
     keys.py          api_key_issue, api_key_rotate, api_key_revoke, resolve_scopes
     verification.py  api_key_verify, Verification
+    policies.py      key policies: KeyPolicy, key_policy_for_*, organization_key_policy_set,
+                     organization_key_policy_clear, platform_key_policy_update,
+                     api_keys_revoke_idle
     leaks.py         api_key_leak_report, LeakReport (leaked keys: judge, revoke a live one)
     apis.py          api_create, api_delete, scope_create, scope_update, scope_delete
     directory.py     organization_*, user_*, role_*, membership_*
@@ -53,6 +56,18 @@ from apikeys.services.keys import (
     resolve_scopes,
 )
 from apikeys.services.leaks import LeakReport, api_key_leak_report
+from apikeys.services.policies import (
+    KeyPolicy,
+    active_key_count,
+    api_keys_revoke_idle,
+    key_policy_for_organization,
+    key_policy_for_owner,
+    key_policy_for_user,
+    organization_key_policy_clear,
+    organization_key_policy_set,
+    platform_key_policy,
+    platform_key_policy_update,
+)
 from apikeys.services.staff import staff_group_create, staff_group_delete, staff_group_update
 from apikeys.services.verification import Verification, api_key_verify
 
@@ -60,8 +75,10 @@ __all__ = [
     "Actor",
     "IssuedApplication",
     "IssuedKey",
+    "KeyPolicy",
     "LeakReport",
     "Verification",
+    "active_key_count",
     "api_create",
     "api_delete",
     "api_key_issue",
@@ -69,7 +86,11 @@ __all__ = [
     "api_key_revoke",
     "api_key_rotate",
     "api_key_verify",
+    "api_keys_revoke_idle",
     "audit_event_record",
+    "key_policy_for_organization",
+    "key_policy_for_owner",
+    "key_policy_for_user",
     "m2m_application_create",
     "m2m_application_delete",
     "m2m_application_disable",
@@ -81,7 +102,11 @@ __all__ = [
     "membership_remove",
     "organization_create",
     "organization_delete",
+    "organization_key_policy_clear",
+    "organization_key_policy_set",
     "organization_update",
+    "platform_key_policy",
+    "platform_key_policy_update",
     "resolve_scopes",
     "role_change_permissions",
     "role_create",

@@ -1,5 +1,8 @@
 """API keys: issue, rotate, revoke (one owner each: an organization or a user).
 
+Issuing applies the owner's key policy (:mod:`apikeys.services.policies`): the longest
+lifetime and the most active keys; rotating keeps ``expires_at`` as it is.
+
 A key's plaintext exists only in the :class:`IssuedKey` returned by :func:`api_key_issue`
 and :func:`api_key_rotate`; the database keeps its HMAC digest.
 """
@@ -20,6 +23,12 @@ from apikeys import exceptions as errors
 from apikeys.models import Api, ApiKey, AuditEvent, Organization, Scope
 from apikeys.services._shared import Action, check_text, hashing_secret, hold_owner
 from apikeys.services.audit import Actor, audit_event_record, audit_event_unsaved
+from apikeys.services.policies import (
+    check_active_key_limit,
+    key_policy_for_owner,
+    lock_owner_for_counting,
+    policy_expires_at,
+)
 
 
 @dataclass(frozen=True)
@@ -77,7 +86,12 @@ def api_key_issue(
     expires_at: datetime | None = None,
     actor: Actor,
 ) -> IssuedKey:
-    """Issue a key for ``api`` owned by exactly one of ``organization`` or ``user``."""
+    """Issue a key for ``api`` owned by exactly one of ``organization`` or ``user``.
+
+    The owner's key policy applies: without ``expires_at`` the key gets the policy's longest
+    lifetime, a later ``expires_at`` is ``EXPIRES_AT_BEYOND_POLICY``, and a key past the
+    policy's ``max_active_keys`` is ``KEY_LIMIT_REACHED`` (exact under concurrency: the
+    owner's row is locked while its keys are counted)."""
     name = check_text(name, field="name", max_length=128)
     if organization is None and user is None:
         raise errors.OwnerRequired()
@@ -88,9 +102,14 @@ def api_key_issue(
             "expires_at must be in the future.", code="EXPIRES_AT_IN_PAST", field="expires_at"
         )
     chosen = resolve_scopes(api=api, scopes=scopes)
+    policy = key_policy_for_owner(organization=organization, user=user)
+    expires_at = policy_expires_at(policy, expires_at, now=timezone.now())
     plaintext = crypto.generate_key()
     with transaction.atomic():
+        if policy.max_active_keys is not None:
+            lock_owner_for_counting(organization or user)
         hold_owner(organization or user)
+        check_active_key_limit(policy, organization=organization, user=user)
         api_key = ApiKey.objects.create(
             name=name,
             api=api,

@@ -37,6 +37,8 @@ OPERATIONS = [
     ("get", "/api/v1/organizations", ["read:organizations"]),
     ("get", "/api/v1/organizations/{org_code}/users", ["read:organizations"]),
     ("post", "/api/v1/organizations/{org_code}/users", ["update:organizations"]),
+    ("get", "/api/v1/organizations/{org_code}/api_key_policy", ["read:organizations"]),
+    ("put", "/api/v1/organizations/{org_code}/api_key_policy", ["update:organizations"]),
     ("post", "/api/v1/user", ["create:users"]),
     ("get", "/api/v1/user?id={user_id}", ["read:users"]),
     ("get", "/api/v1/users", ["read:users"]),

@@ -339,6 +339,51 @@ def _admin_self_serve(d: Doors) -> Callable[[], Any]:
     return lambda: ok(d.admin.post(f"/admin/portal/selfservesettings/{row.pk}/change/", data), 302)
 
 
+def _admin_platform_key_policy(d: Doors) -> Callable[[], Any]:
+    data = {"max_lifetime_days": "90", "max_active_keys": "", "max_idle_days": "", "_save": "Save"}
+    return lambda: ok(d.admin.post("/admin/apikeys/platformkeypolicy/1/change/", data), 302)
+
+
+def _admin_org_key_policy(d: Doors) -> Callable[[], Any]:
+    org = d.world.organization
+    data = {
+        "name": org.name,
+        "memberships-TOTAL_FORMS": "0",
+        "memberships-INITIAL_FORMS": "0",
+        "key_policy-TOTAL_FORMS": "1",
+        "key_policy-INITIAL_FORMS": "0",
+        "key_policy-0-organization": str(org.pk),
+        "key_policy-0-max_active_keys": "50",
+        "_save": "Save",
+    }
+    # Every current member is sent back unchanged (the page's own inline rows).
+    members = list(org.memberships.order_by("pk"))
+    data["memberships-TOTAL_FORMS"] = data["memberships-INITIAL_FORMS"] = str(len(members))
+    for i, membership in enumerate(members):
+        data[f"memberships-{i}-id"] = str(membership.pk)
+        data[f"memberships-{i}-organization"] = str(org.pk)
+        data[f"memberships-{i}-user"] = str(membership.user_id)
+        data[f"memberships-{i}-roles"] = [str(r.pk) for r in membership.roles.all()]
+    return lambda: ok(d.admin.post(f"/admin/apikeys/organization/{org.pk}/change/", data), 302)
+
+
+def _command_revoke_idle(d: Doors) -> Callable[[], Any]:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    key = d.fresh_key()
+    services.organization_key_policy_set(
+        organization=d.world.organization,
+        max_lifetime_days=None,
+        max_active_keys=None,
+        max_idle_days=1,
+        actor=SYSTEM,
+    )
+    ApiKey.objects.filter(pk=key.pk).update(created_on=timezone.now() - timedelta(days=2))
+    return lambda: _call("apikeys_revoke_idle")
+
+
 def _permission(codename: str) -> Any:
     from django.contrib.auth.models import Permission
 
@@ -451,6 +496,15 @@ OPERATIONS: list[tuple[str, str, Prepare]] = [
     ),
     (
         "api",
+        Action.KEY_POLICY_CHANGED,
+        api(
+            "put",
+            lambda d: f"/api/v1/organizations/{d.world.organization.code}/api_key_policy",
+            lambda d: {"max_lifetime_days": 30, "max_active_keys": None, "max_idle_days": None},
+        ),
+    ),
+    (
+        "api",
         Action.USER_CREATED,
         api("post", lambda d: "/api/v1/user", lambda d: {"email": "grace@example.com"}),
     ),
@@ -542,6 +596,8 @@ OPERATIONS: list[tuple[str, str, Prepare]] = [
     ("admin", Action.APPLICATION_ENABLED, _admin_app_enable),
     ("admin", Action.APPLICATION_SECRET_REGENERATED, _admin_app_regenerate_secret),
     ("admin", Action.SELF_SERVE_SETTINGS_CHANGED, _admin_self_serve),
+    ("admin", Action.KEY_POLICY_CHANGED, _admin_platform_key_policy),
+    ("admin", Action.KEY_POLICY_CHANGED, _admin_org_key_policy),
     ("admin", Action.STAFF_GROUP_CREATED, _admin_staff_group_create),
     ("admin", Action.STAFF_GROUP_UPDATED, _admin_staff_group_update),
     ("admin", Action.STAFF_GROUP_DELETED, _admin_staff_group_delete),
@@ -549,6 +605,7 @@ OPERATIONS: list[tuple[str, str, Prepare]] = [
     ("command", Action.APPLICATION_CREATED, _command_createm2mapp),
     ("command", Action.PORTAL_LINK_CREATED, _command_portallink),
     ("command", Action.PORTAL_LINKS_PURGED, _command_clearportallinks),
+    ("command", Action.API_KEY_REVOKED, _command_revoke_idle),
 ]
 
 

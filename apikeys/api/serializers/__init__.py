@@ -65,6 +65,7 @@ from apikeys.api.serializers.organizations import (
     OrganizationUserOut,
     OrganizationUsersIn,
 )
+from apikeys.api.serializers.policies import KeyPolicyIn, KeyPolicyOut
 from apikeys.api.serializers.portal_links import (
     PortalLinkIn,
 )
@@ -98,6 +99,8 @@ __all__ = [
     "ExactStringField",
     "GitHubReportedTokenIn",
     "GitHubTokenLabelOut",
+    "KeyPolicyIn",
+    "KeyPolicyOut",
     "LeakReportIn",
     "LeakReportOut",
     "MemberIn",

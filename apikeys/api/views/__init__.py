@@ -22,6 +22,7 @@ from apikeys.api.views.fallbacks import route_not_found
 from apikeys.api.views.leaks import ApiKeyLeaksApi, GitHubSecretScanningApi
 from apikeys.api.views.organizations import (
     OrganizationApi,
+    OrganizationKeyPolicyApi,
     OrganizationsApi,
     OrganizationUpdateApi,
     OrganizationUsersApi,
@@ -42,6 +43,7 @@ __all__ = [
     "ApisApi",
     "GitHubSecretScanningApi",
     "OrganizationApi",
+    "OrganizationKeyPolicyApi",
     "OrganizationUpdateApi",
     "OrganizationUsersApi",
     "OrganizationsApi",
