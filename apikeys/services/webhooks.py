@@ -274,9 +274,10 @@ def webhook_create(
     *, endpoint_url: str, event_types: list[str], description: str = "", actor: Actor
 ) -> CreatedWebhook:
     """Create a webhook; its signing secret (``whsec_…``) is in the result, and only there."""
-    url = _check_endpoint_url(endpoint_url)
+    # The URL last: its check resolves the host, the others are cheap.
     types = _check_event_types(event_types)
     text = _check_description(description)
+    url = _check_endpoint_url(endpoint_url)
     secret = crypto.generate_webhook_secret()
     with transaction.atomic():
         webhook = Webhook.objects.create(
