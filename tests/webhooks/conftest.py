@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from apikeys import services
+from tests.servers import cluster  # noqa: F401  (a fixture: the worker tests' PostgreSQL)
 from tests.webhooks.receiver import Receiver
 
 

@@ -18,8 +18,14 @@ from contextlib import contextmanager
 
 import pytest
 
-from tests.servers import PYTHON, ROOT, RedisServer, manage, production_env
-from tests.servers import cluster  # noqa: F401  (a fixture)
+from tests.servers import (
+    PYTHON,
+    ROOT,
+    RedisServer,
+    cluster,  # noqa: F401  (a fixture)
+    manage,
+    production_env,
+)
 from tests.webhooks.receiver import Receiver
 
 pytestmark = [pytest.mark.servers, pytest.mark.xdist_group("servers")]
