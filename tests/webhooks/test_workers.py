@@ -22,7 +22,6 @@ from tests.servers import (
     PYTHON,
     ROOT,
     RedisServer,
-    cluster,  # noqa: F401  (a fixture)
     manage,
     production_env,
 )
