@@ -14,6 +14,7 @@ same configuration).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -152,6 +153,7 @@ def test_every_readme_command_runs_as_printed_in_a_fresh_clone(tmp_path: Path) -
             assert time.monotonic() < deadline, "the worker outlived make run"
             time.sleep(0.2)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # already ended by the Ctrl-C above
+            os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
         log.close()
