@@ -499,7 +499,7 @@ def _endpoint_health(webhook: Webhook, *, ok: bool, now: datetime, cutoff: datet
     ).update(disabled_on=now)
     if disabled:
         audit_event_record(
-            actor=Actor(name="webhook delivery"),
+            actor=Actor.system(),
             action=Action.WEBHOOK_DISABLED,
             target_type="webhook",
             target_id=webhook.id,
