@@ -403,6 +403,11 @@ def _fresh_webhook(d: Doors, url: str = PUBLIC_HOOK) -> Any:
     ).webhook
 
 
+def _webhook_update(d: Doors) -> Callable[[], Any]:
+    url = f"/api/v1/webhooks/{_fresh_webhook(d).id}"
+    return lambda: ok(d.api.patch(url, {"description": "New"}, format="json"))
+
+
 def _webhook_retry(d: Doors) -> Callable[[], Any]:
     webhook = _fresh_webhook(d)
     d.fresh_key()
@@ -564,9 +569,7 @@ OPERATIONS: list[tuple[str, str, Prepare]] = [
     (
         "api",
         Action.WEBHOOK_UPDATED,
-        lambda d: (lambda url: lambda: ok(d.api.patch(url, {"description": "New"}, format="json")))(
-            f"/api/v1/webhooks/{_fresh_webhook(d).id}"
-        ),
+        _webhook_update,
     ),
     (
         "api",
