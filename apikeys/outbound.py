@@ -66,7 +66,7 @@ def resolve(host: str, port: int, *, allow_private: bool) -> list[str]:
     """The addresses of ``host``, every one of them allowed, else ``TargetRefused``."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
+    except (OSError, UnicodeError, ValueError):  # gaierror is an OSError; NUL: ValueError
         raise TargetRefused(f"The endpoint's host {host!r} does not resolve.") from None
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if not addresses:
