@@ -143,14 +143,9 @@ def _subscribed(event_type: str) -> list[Webhook]:
     ]
 
 
-def _event_record(
-    *,
-    event_type: str,
-    api_key: ApiKey,
-    actor: Actor,
-    now: datetime,
-    webhooks: list[Webhook],
-) -> WebhookEvent | None:
+def _event_unsaved(
+    *, event_type: str, api_key: ApiKey, actor: Actor, now: datetime
+) -> WebhookEvent:
     event = WebhookEvent(type=event_type, api_key=api_key, created_on=now)
     event.payload = {
         "id": event.id,
@@ -158,20 +153,32 @@ def _event_record(
         "timestamp": _iso(now),
         "data": {"api_key": api_key_object(api_key), "actor": _actor_object(actor)},
     }
-    with transaction.atomic():
-        if event_type in ONCE_PER_KEY_EVENTS:
-            try:
-                with transaction.atomic():
-                    event.save(force_insert=True)
-            except IntegrityError:
-                return None
-        else:
-            event.save(force_insert=True)
-        deliveries = WebhookDelivery.objects.bulk_create(
+    return event
+
+
+def _deliveries_create(events: list[WebhookEvent], webhooks: list[Webhook], now: datetime) -> None:
+    deliveries = WebhookDelivery.objects.bulk_create(
+        (
             WebhookDelivery(webhook=webhook, event=event, next_attempt_on=now, created_on=now)
+            for event in events
             for webhook in webhooks
-        )
-        _hand_over([d.id for d in deliveries])
+        ),
+        batch_size=500,
+    )
+    _hand_over([d.id for d in deliveries])
+
+
+def _event_record_once(
+    *, event_type: str, api_key: ApiKey, actor: Actor, now: datetime, webhooks: list[Webhook]
+) -> WebhookEvent | None:
+    event = _event_unsaved(event_type=event_type, api_key=api_key, actor=actor, now=now)
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                event.save(force_insert=True)
+        except IntegrityError:
+            return None  # recorded before (by this job's previous run or a racing one)
+        _deliveries_create([event], webhooks, now)
     return event
 
 
@@ -194,10 +201,21 @@ def events_record(
         raise ValueError(f"Unknown webhook event type {event_type!r}")
     now = now or timezone.now()
     webhooks = _subscribed(event_type)
-    return [
-        _event_record(event_type=event_type, api_key=key, actor=actor, now=now, webhooks=webhooks)
-        for key in api_keys
+    if event_type in ONCE_PER_KEY_EVENTS:
+        return [
+            _event_record_once(
+                event_type=event_type, api_key=key, actor=actor, now=now, webhooks=webhooks
+            )
+            for key in api_keys
+        ]
+    # Any number of keys (an owner's, on its deletion) in a few statements.
+    events = [
+        _event_unsaved(event_type=event_type, api_key=key, actor=actor, now=now) for key in api_keys
     ]
+    with transaction.atomic():
+        WebhookEvent.objects.bulk_create(events, batch_size=500)
+        _deliveries_create(events, webhooks, now)
+    return list(events)
 
 
 def api_key_expiring_events_record(*, now: datetime | None = None) -> int:

@@ -440,3 +440,16 @@ def test_owner_deletion_sends_revoked_for_each_key(hook, issued_key, organizatio
     assert [e.api_key_id for e in revoked] == [issued_key.api_key.id]
     assert revoked[0].payload["data"]["api_key"]["status"] == "revoked"
     assert ApiKey.objects.get().status == ApiKey.Status.REVOKED
+
+
+def test_deleting_an_owner_of_many_keys_records_their_events_in_a_few_statements(
+    hook, api, organization, actor, django_assert_max_num_queries
+):
+    for number in range(20):
+        services.api_key_issue(name=f"K{number}", api=api, organization=organization, actor=actor)
+    WebhookDelivery.objects.all().delete()
+    # However many keys: the same statements (locks, updates, bulk inserts), never per key.
+    with django_assert_max_num_queries(40):
+        services.organization_delete(organization=organization, actor=actor)
+    assert WebhookEvent.objects.filter(type="api_key.revoked").count() == 20
+    assert WebhookDelivery.objects.filter(event__type="api_key.revoked").count() == 20
