@@ -8,9 +8,11 @@ periodic jobs to other processes."""
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
+from django.utils.autoreload import DJANGO_AUTORELOAD_ENV
 from django_tasks_db.management.commands.db_worker import Command as DbWorkerCommand
 
 from apikeys.tasks import scheduler_loop
@@ -29,7 +31,10 @@ class Command(DbWorkerCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options.pop("scheduler", True) and not options.get("batch"):
+        # With --reload (DEBUG's default) the first process only watches files and restarts
+        # the second, which does the work: only that one runs the scheduler.
+        working = not options.get("reload") or os.environ.get(DJANGO_AUTORELOAD_ENV) == "true"
+        if options.pop("scheduler", True) and not options.get("batch") and working:
             stop = threading.Event()
             threading.Thread(
                 target=scheduler_loop, args=(stop,), name="apikeys-scheduler", daemon=True
