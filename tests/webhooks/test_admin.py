@@ -128,3 +128,32 @@ def test_delete_through_the_service(admin_client, hook):  # noqa: F811
     assert response.status_code == HTTPStatus.FOUND
     assert not Webhook.objects.exists()
     assert AuditEvent.objects.filter(action=AuditEvent.Action.WEBHOOK_DELETED).exists()
+
+
+def test_the_list_action_retries_the_selected_deliveries(admin_client, hook, issued_key):  # noqa: F811
+    delivery = WebhookDelivery.objects.get()
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(status=WebhookDelivery.Status.FAILED)
+    response = admin_client.post(
+        "/admin/apikeys/webhookdelivery/",
+        {"action": "retry_selected", "_selected_action": [delivery.pk], "index": "0"},
+    )
+    assert response.status_code == HTTPStatus.FOUND
+    delivery.refresh_from_db()
+    assert delivery.status == WebhookDelivery.Status.PENDING
+
+
+def test_a_delivery_of_a_disabled_endpoint_is_not_retried(admin_client, hook, issued_key, actor):  # noqa: F811
+    delivery = WebhookDelivery.objects.get()
+    services.webhook_update(webhook=hook.webhook, enabled=False, actor=actor)
+    retry_url = f"/admin/apikeys/webhookdelivery/{delivery.id}/retry/"
+    assert "before retrying" in admin_client.get(retry_url).content.decode()
+    admin_client.post(retry_url)
+    admin_client.post(
+        "/admin/apikeys/webhookdelivery/",
+        {"action": "retry_selected", "_selected_action": [delivery.pk], "index": "0"},
+    )
+    assert not AuditEvent.objects.filter(action=AuditEvent.Action.WEBHOOK_DELIVERY_RETRIED).exists()
+    assert admin_client.get("/admin/apikeys/webhookdelivery/missing/retry/").status_code in (
+        HTTPStatus.NOT_FOUND,
+        HTTPStatus.FOUND,
+    )

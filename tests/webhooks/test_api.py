@@ -252,3 +252,15 @@ def test_webhook_scopes_are_grantable():
     from apikeys.models import MANAGEMENT_SCOPES
 
     assert set(ALL) <= set(MANAGEMENT_SCOPES)
+
+
+def test_a_delivery_of_a_disabled_webhook_is_not_retried(created, client, issued_key):
+    webhook_id = created.json()["webhook"]["id"]
+    services.api_key_rotate(api_key=issued_key.api_key, actor=services.Actor.system())
+    delivery = WebhookDelivery.objects.get()
+    client.patch(f"/api/v1/webhooks/{webhook_id}", {"enabled": False}, format="json")
+    response = client.post(f"/api/v1/webhooks/{webhook_id}/deliveries/{delivery.id}/retry")
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert error_codes(response) == ["WEBHOOK_DISABLED"]
+    # Its pending delivery is not sent: the attempt records why.
+    assert webhooks.webhook_delivery_attempt(delivery_id=delivery.id) == "failed"

@@ -108,3 +108,7 @@ def test_a_sealed_secret_opens_only_with_its_key():
 def test_webhook_secrets_are_redacted_from_logs():
     secret = crypto.generate_webhook_secret()
     assert secret not in redact_secrets(f"created with {secret} ok")
+
+
+def test_the_deliver_task_makes_one_attempt(db):
+    assert tasks.webhook_deliver.call("whd_" + "0" * 32) == "skipped"
