@@ -65,6 +65,9 @@ PERIODIC_JOBS: list[PeriodicJob] = [
         "apikeys.services.webhooks.api_key_expired_events_record",
     ),
     PeriodicJob("scheduler.prune", timedelta(hours=1), "apikeys.tasks.periodic_claims_prune"),
+    PeriodicJob(
+        "webhooks.prune", timedelta(hours=1), "apikeys.services.webhooks.webhook_history_prune"
+    ),
 ]
 
 # Claims older than this are deleted by the scheduler.prune job.

@@ -251,6 +251,27 @@ def api_key_expired_events_record(*, now: datetime | None = None) -> int:
     return sum(event is not None for event in recorded)
 
 
+# Finished deliveries and their events are kept this long (the admin's and the API's
+# history), then pruned by the webhooks.prune job; once-per-key events are kept for good
+# (they are what makes them once per key).
+HISTORY_DAYS = 30
+
+
+def webhook_history_prune(*, now: datetime | None = None) -> int:
+    """Periodic job: delete finished deliveries older than ``HISTORY_DAYS`` and the events
+    left with none (except once-per-key ones); how many rows went."""
+    cutoff = (now or timezone.now()) - timedelta(days=HISTORY_DAYS)
+    deliveries, _ = WebhookDelivery.objects.filter(
+        created_on__lt=cutoff, status__in=[Status.DELIVERED, Status.FAILED]
+    ).delete()
+    events, _ = (
+        WebhookEvent.objects.filter(created_on__lt=cutoff, deliveries__isnull=True)
+        .exclude(type__in=ONCE_PER_KEY_EVENTS)
+        .delete()
+    )
+    return deliveries + events
+
+
 # --------------------------------------------------------------------------- endpoints
 
 

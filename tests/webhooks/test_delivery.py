@@ -453,3 +453,28 @@ def test_deleting_an_owner_of_many_keys_records_their_events_in_a_few_statements
         services.organization_delete(organization=organization, actor=actor)
     assert WebhookEvent.objects.filter(type="api_key.revoked").count() == 20
     assert WebhookDelivery.objects.filter(event__type="api_key.revoked").count() == 20
+
+
+def test_old_finished_history_is_pruned_but_once_per_key_events_stay(
+    hook, issued_key, api, organization, actor
+):
+    expiring = services.api_key_issue(
+        name="Soon",
+        api=api,
+        organization=organization,
+        expires_at=timezone.now() + timedelta(days=1),
+        actor=actor,
+    ).api_key
+    webhooks.api_key_expiring_events_record()
+    deliver_pending()
+    pending_event = webhooks.event_record(
+        event_type="api_key.usage_exceeded", api_key=expiring, actor=actor
+    )
+    later = timezone.now() + timedelta(days=webhooks.HISTORY_DAYS + 1)
+    assert webhooks.webhook_history_prune(now=later) > 0
+    assert not WebhookDelivery.objects.exclude(event=pending_event).exists()
+    assert WebhookDelivery.objects.filter(event=pending_event).count() == 1
+    assert set(WebhookEvent.objects.values_list("type", flat=True)) == {
+        "api_key.expiring",
+        "api_key.usage_exceeded",
+    }
