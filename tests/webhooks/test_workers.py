@@ -150,17 +150,28 @@ def test_periodic_jobs_run_once_per_tick_with_several_workers(cluster):
     assert ticks == list(range(ticks[0], ticks[-1] + 1))
 
 
-def test_an_rq_worker_delivers_on_redis(cluster):
+def test_an_rq_worker_delivers_on_redis_and_the_scheduler_retries_there(cluster):
     redis = RedisServer()
     redis.start()
     try:
-        env = service_env(cluster, TASKS_BACKEND="rq", RQ_URL=redis.url(0))
-        with Receiver() as receiver:
+        env = service_env(
+            cluster,
+            TASKS_BACKEND="rq",
+            RQ_URL=redis.url(0),
+            APIKEYS_WEBHOOK_RETRY_SCHEDULE="1",
+        )
+        # The first attempt fails: only the periodic job (apikeys_scheduler, enqueuing on
+        # RQ) hands the retry to the RQ worker.
+        with Receiver(answers=[500]) as receiver:
             setup = shell(env, SETUP.format(url=receiver.url))
-            with worker(env, "rqworker", "--job-class", "django_tasks_rq.Job", "default"):
-                arrived = receiver.wait_for(1)
-                assert wait_until(lambda: shell(env, DELIVERY_STATE) == [["delivered", 1]])
-            payload = arrived[0].verified(setup["secret"])
+            with (
+                worker(env, "rqworker", "--job-class", "django_tasks_rq.Job", "default"),
+                worker(env, "apikeys_scheduler", "--interval", "0.5"),
+            ):
+                arrived = receiver.wait_for(2)
+                assert wait_until(lambda: shell(env, DELIVERY_STATE) == [["delivered", 2]])
+            assert arrived[0].headers["webhook-id"] == arrived[1].headers["webhook-id"]
+            payload = arrived[1].verified(setup["secret"])
             assert payload["data"]["api_key"]["id"] == setup["key_id"]
     finally:
         redis.stop()
