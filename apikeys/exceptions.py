@@ -147,3 +147,21 @@ class ExpiresAtBeyondPolicy(ApiKeysError):
 
     code = "EXPIRES_AT_BEYOND_POLICY"
     default_message = "expires_at is later than the key policy allows."
+
+
+class InvalidEndpointUrl(ApiKeysError):
+    """A webhook endpoint that is not http(s), or that points at a private, loopback or
+    link-local address (refused unless ``WEBHOOKS_ALLOW_PRIVATE_TARGETS``)."""
+
+    code = "INVALID_ENDPOINT_URL"
+    default_message = "The endpoint URL is not allowed."
+
+
+class WebhookNotFound(NotFound):
+    code = "WEBHOOK_NOT_FOUND"
+    default_message = "No such webhook."
+
+
+class WebhookDeliveryNotFound(NotFound):
+    code = "WEBHOOK_DELIVERY_NOT_FOUND"
+    default_message = "No such webhook delivery."

@@ -9,6 +9,7 @@
 - ``applications``: M2M applications and their granted Management API scopes.
 - ``staff``: Django's auth groups (bundles of admin permissions for platform staff).
 - ``audit``: the audit trail, read-only.
+- ``webhooks``: webhooks (secret shown once, disabled state) and their deliveries (retry).
 """
 
 from __future__ import annotations
@@ -21,4 +22,5 @@ from apikeys.admin import (  # noqa: F401  (registers)
     keys,
     policies,
     staff,
+    webhooks,
 )

@@ -50,5 +50,17 @@ urlpatterns = [
         views.GitHubSecretScanningApi.as_view(),
         name="secret-scanning-github",
     ),
+    path("webhooks", views.WebhooksApi.as_view(), name="webhooks"),
+    path("webhooks/<str:webhook_id>", views.WebhookApi.as_view(), name="webhook"),
+    path(
+        "webhooks/<str:webhook_id>/deliveries",
+        views.WebhookDeliveriesApi.as_view(),
+        name="webhook-deliveries",
+    ),
+    path(
+        "webhooks/<str:webhook_id>/deliveries/<str:delivery_id>/retry",
+        views.WebhookDeliveryRetryApi.as_view(),
+        name="webhook-delivery-retry",
+    ),
     re_path(r"^.*$", views.route_not_found, name="route-not-found"),
 ]

@@ -18,6 +18,8 @@ One module per aggregate, every public name importable from here::
     directory.py     organization_*, user_*, role_*, membership_*
     applications.py  m2m_application_* (M2M clients of the Management API)
     staff.py         staff_group_* (Django auth groups of platform staff)
+    webhooks.py      event_record (the one call that emits an event), webhook_* (endpoints,
+                     deliveries, retries), the periodic event jobs
     _shared.py       input checks, the owner lock, ``atomic_or_conflict`` (package-private)
 """
 
@@ -70,9 +72,18 @@ from apikeys.services.policies import (
 )
 from apikeys.services.staff import staff_group_create, staff_group_delete, staff_group_update
 from apikeys.services.verification import Verification, api_key_verify
+from apikeys.services.webhooks import (
+    CreatedWebhook,
+    event_record,
+    webhook_create,
+    webhook_delete,
+    webhook_delivery_retry,
+    webhook_update,
+)
 
 __all__ = [
     "Actor",
+    "CreatedWebhook",
     "IssuedApplication",
     "IssuedKey",
     "KeyPolicy",
@@ -88,6 +99,7 @@ __all__ = [
     "api_key_verify",
     "api_keys_revoke_idle",
     "audit_event_record",
+    "event_record",
     "key_policy_for_organization",
     "key_policy_for_owner",
     "key_policy_for_user",
@@ -120,4 +132,8 @@ __all__ = [
     "user_create",
     "user_delete",
     "user_update",
+    "webhook_create",
+    "webhook_delete",
+    "webhook_delivery_retry",
+    "webhook_update",
 ]

@@ -29,6 +29,7 @@ from apikeys.services.policies import (
     lock_owner_for_counting,
     policy_expires_at,
 )
+from apikeys.services.webhooks import event_record, events_record
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ def api_key_issue(
             user_public_id=api_key.user_public_id,
             details={"name": name, "api_id": api.id, "scopes": [s.key for s in chosen]},
         )
+        event_record(event_type="api_key.created", api_key=api_key, actor=actor)
     return IssuedKey(api_key=api_key, plaintext=plaintext)
 
 
@@ -194,7 +196,16 @@ def api_key_rotate(*, api_key: ApiKey, grace_seconds: int = 0, actor: Actor) -> 
             user_public_id=locked.user_public_id,
             details={"grace_seconds": grace_seconds},
         )
+        event_record(event_type="api_key.rotated", api_key=locked, actor=actor)
     return IssuedKey(api_key=locked, plaintext=plaintext)
+
+
+def revocation_event_type(reason: str | None) -> str:
+    """The webhook event of a revocation: ``api_key.leaked`` for a leak,
+    ``api_key.idle_revoked`` for an idle key, else ``api_key.revoked``."""
+    return {"leaked": "api_key.leaked", "idle": "api_key.idle_revoked"}.get(
+        reason or "", "api_key.revoked"
+    )
 
 
 def api_key_revoke(
@@ -231,6 +242,7 @@ def api_key_revoke(
             user_public_id=locked.user_public_id,
             details={**(details or {}), **({"reason": reason} if reason else {})},
         )
+        event_record(event_type=revocation_event_type(reason), api_key=locked, actor=actor)
     return locked
 
 
@@ -270,5 +282,10 @@ def revoke_owned_keys(
                 details={"reason": reason},
             )
             for pk in ids
+        )
+        events_record(
+            event_type=revocation_event_type(reason),
+            api_keys=ApiKey.objects.filter(pk__in=ids).order_by("pk"),
+            actor=actor,
         )
     return ids

@@ -104,6 +104,11 @@ def rows(db: Any, issued_key: Any, actor: Any) -> None:
     portal_services.portal_link_create(
         user=person, base_url="https://keys.example.com", actor=actor
     )
+    # A webhook (a public address written as an IP: no DNS needed) and a delivery to it.
+    services.webhook_create(
+        endpoint_url="https://93.184.215.14/hooks", event_types=["api_key.rotated"], actor=actor
+    )
+    services.api_key_rotate(api_key=issued_key.api_key, actor=actor)
 
 
 @pytest.mark.parametrize("tampered", list(TAMPERED), ids=list(TAMPERED))

@@ -448,3 +448,19 @@ def test_a_key_verified_lately_is_not_revoked_while_its_count_is_still_in_redis(
     assert ApiKey.objects.get(pk=issued.api_key.pk).status == "active"
     assert ApiKey.objects.get(pk=idle.pk).status == "revoked"
     assert services.api_key_verify(key=issued.plaintext).is_valid
+
+
+def test_the_scheduler_runs_idle_revocation_and_announces_each_key(api, organization):
+    from apikeys import tasks
+    from apikeys.models import WebhookEvent
+
+    assert "api_key.idle_revoke" in {job.name for job in tasks.PERIODIC_JOBS}
+    set_org_policy(organization, max_idle_days=30)
+    idle = issue(api, organization=organization).api_key
+    age(idle, days=31)
+
+    assert tasks.periodic_job_run.call("api_key.idle_revoke", 1) == 1
+
+    assert ApiKey.objects.get(pk=idle.pk).status == "revoked"
+    types = WebhookEvent.objects.filter(api_key=idle).order_by("created_on")
+    assert list(types.values_list("type", flat=True)) == ["api_key.created", "api_key.idle_revoked"]

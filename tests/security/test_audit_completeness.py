@@ -438,6 +438,49 @@ def _call(*args: str) -> str:
     return out.getvalue()
 
 
+# A public address written as an IP: a webhook URL the checks accept without DNS.
+PUBLIC_HOOK = "https://93.184.215.14/hooks"
+
+
+def _fresh_webhook(d: Doors, url: str = PUBLIC_HOOK) -> Any:
+    return services.webhook_create(
+        endpoint_url=url, event_types=["api_key.created"], actor=SYSTEM
+    ).webhook
+
+
+def _webhook_update(d: Doors) -> Callable[[], Any]:
+    url = f"/api/v1/webhooks/{_fresh_webhook(d).id}"
+    return lambda: ok(d.api.patch(url, {"description": "New"}, format="json"))
+
+
+def _webhook_retry(d: Doors) -> Callable[[], Any]:
+    webhook = _fresh_webhook(d)
+    d.fresh_key()
+    delivery = webhook.deliveries.get()
+    url = f"/api/v1/webhooks/{webhook.id}/deliveries/{delivery.id}/retry"
+    return lambda: ok(d.api.post(url))
+
+
+def _webhook_disabled(d: Doors) -> Callable[[], Any]:
+    """The delivery task (the system) disables an endpoint failing for days: here its
+    address is refused at delivery time (loopback), a failure like any other."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apikeys.models import Webhook
+    from apikeys.services.webhooks import webhook_delivery_attempt
+
+    webhook = _fresh_webhook(d)
+    d.fresh_key()
+    Webhook.objects.filter(pk=webhook.pk).update(
+        endpoint_url="http://127.0.0.1:9/hooks",
+        failing_since=timezone.now() - timedelta(days=6),
+    )
+    delivery = webhook.deliveries.get()
+    return lambda: webhook_delivery_attempt(delivery_id=delivery.id)
+
+
 KEY = "/api/v1/api_keys"
 OPERATIONS: list[tuple[str, str, Prepare]] = [
     # The Management API: the M2M application that called.
@@ -568,6 +611,27 @@ OPERATIONS: list[tuple[str, str, Prepare]] = [
             lambda d: {"user_id": d.world.user.public_id},
         ),
     ),
+    (
+        "api",
+        Action.WEBHOOK_CREATED,
+        api(
+            "post",
+            lambda d: "/api/v1/webhooks",
+            lambda d: {"endpoint_url": PUBLIC_HOOK, "event_types": ["api_key.created"]},
+        ),
+    ),
+    (
+        "api",
+        Action.WEBHOOK_UPDATED,
+        _webhook_update,
+    ),
+    (
+        "api",
+        Action.WEBHOOK_DELETED,
+        lambda d: _delete_fresh(d, lambda d: f"/api/v1/webhooks/{_fresh_webhook(d).id}"),
+    ),
+    ("api", Action.WEBHOOK_DELIVERY_RETRIED, _webhook_retry),
+    ("command", Action.WEBHOOK_DISABLED, _webhook_disabled),
     # The portal: the signed-in person.
     ("portal", Action.API_KEY_ISSUED, _portal_create),
     ("portal", Action.API_KEY_ROTATED, _portal_rotate),

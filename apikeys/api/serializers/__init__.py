@@ -82,6 +82,12 @@ from apikeys.api.serializers.users import (
     UserQuery,
     UsersQuery,
 )
+from apikeys.api.serializers.webhooks import (
+    WebhookCreateIn,
+    WebhookDeliveryOut,
+    WebhookOut,
+    WebhookUpdateIn,
+)
 
 __all__ = [
     "LEAK_LABELS",
@@ -131,6 +137,10 @@ __all__ = [
     "UserQuery",
     "UsersQuery",
     "VerificationOut",
+    "WebhookCreateIn",
+    "WebhookDeliveryOut",
+    "WebhookOut",
+    "WebhookUpdateIn",
     "api_in_body",
     "iso",
     "org_in_body",
