@@ -24,7 +24,11 @@ run: install
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py loaddemo
 	@echo "Serving on http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/)"
-	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+	@# The task worker (webhook deliveries, periodic jobs) beside the web server, one command:
+	@# when runserver ends (Ctrl-C), the trap stops the worker too.
+	$(BIN)/python manage.py db_worker & worker=$$!; \
+	  trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
+	  $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 # The whole suite, on SQLite by default, on PostgreSQL/Redis when DATABASE_URL/CACHE_URL are set.
 # loadgroup: the tests that start their own servers (xdist_group "servers") share one worker

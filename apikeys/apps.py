@@ -26,6 +26,22 @@ class ApiKeysConfig(AppConfig):
         )
         # Keys read anywhere carry the verifications counted in Redis and not yet written back.
         ApiKeyQuerySet.live_counts = keycache.merge_counts
+        _drop_task_results_admin()
+
+
+def _drop_task_results_admin() -> None:
+    """django-tasks-db registers an admin of its task rows, without this admin's guards
+    against tampered input; they are the worker's bookkeeping (webhook deliveries have their
+    own admin), so it is taken out. The admin's ``ready`` has already discovered it."""
+    from django.apps import apps
+
+    if not (apps.is_installed("django.contrib.admin") and apps.is_installed("django_tasks_db")):
+        return
+    from django.contrib import admin
+    from django_tasks_db.models import DBTaskResult
+
+    if admin.site.is_registered(DBTaskResult):
+        admin.site.unregister(DBTaskResult)
 
 
 class AdminConfig(admin_apps.AdminConfig):

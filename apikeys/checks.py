@@ -140,6 +140,11 @@ _KNOBS_WITH_OWN_RULES = frozenset(
         "PORTAL_LOGIN_MAX_FAILURES_PER_ACCOUNT",
         "PORTAL_LOGIN_LOCKOUT_SECONDS",
         "SECRET_SCANNING_PUBLIC_KEYS",
+        "WEBHOOK_RETRY_SCHEDULE",
+        "WEBHOOK_TIMEOUT_SECONDS",
+        "WEBHOOK_CLAIM_SECONDS",
+        "WEBHOOK_DISABLE_AFTER_DAYS",
+        "API_KEY_EXPIRING_DAYS",
         "COUNTS_WRITE_BACK_INTERVAL",
         "USAGE_RETENTION_DAYS",
     }
@@ -436,3 +441,49 @@ def check_m2m_client_settings(app_configs: Any = None, **kwargs: Any) -> list[Ch
             )
         )
     return messages
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+@register(Tags.security)
+def check_webhook_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The webhook knobs: whole positive numbers, a non-empty retry schedule of them, and a
+    claim longer than the timeout (else a slow attempt could be sent twice at once)."""
+    if not isinstance(getattr(settings, "APIKEYS", {}), Mapping):
+        return []
+    errors: list[CheckMessage] = []
+    for knob in (
+        "WEBHOOK_TIMEOUT_SECONDS",
+        "WEBHOOK_CLAIM_SECONDS",
+        "WEBHOOK_DISABLE_AFTER_DAYS",
+        "API_KEY_EXPIRING_DAYS",
+    ):
+        if not _positive_int(get(knob)):
+            errors.append(
+                Error(f"APIKEYS[{knob!r}] must be a positive integer.", id="apikeys.E501")
+            )
+    schedule = get("WEBHOOK_RETRY_SCHEDULE")
+    if (
+        not isinstance(schedule, list | tuple)
+        or not schedule
+        or not all(_positive_int(v) for v in schedule)
+    ):
+        errors.append(
+            Error(
+                "APIKEYS['WEBHOOK_RETRY_SCHEDULE'] must be a non-empty list of positive "
+                "whole numbers of seconds.",
+                id="apikeys.E502",
+            )
+        )
+    timeout, claim = get("WEBHOOK_TIMEOUT_SECONDS"), get("WEBHOOK_CLAIM_SECONDS")
+    if _positive_int(timeout) and _positive_int(claim) and claim <= timeout:
+        errors.append(
+            Error(
+                "APIKEYS['WEBHOOK_CLAIM_SECONDS'] must be longer than "
+                "APIKEYS['WEBHOOK_TIMEOUT_SECONDS'].",
+                id="apikeys.E503",
+            )
+        )
+    return errors

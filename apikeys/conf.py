@@ -54,6 +54,19 @@ Every knob, with its default:
   its leak reports with, ``{key identifier: PEM}`` (ECDSA P-256). Empty: every report to
   ``/api/v1/secret_scanning/github`` is refused (401). Given as configuration rather than
   fetched from GitHub, since the service may not reach GitHub.
+- ``WEBHOOKS_ALLOW_PRIVATE_TARGETS`` (``False``): accept webhook endpoints in private,
+  loopback or link-local ranges (development and tests only).
+- ``WEBHOOK_TIMEOUT_SECONDS`` (``10``): an endpoint must answer 2xx within this to count as
+  delivered.
+- ``WEBHOOK_RETRY_SCHEDULE`` (``[5, 300, 1800, 7200, 18000, 36000, 36000]``): seconds
+  between one failed attempt and the next; when it is spent the delivery is failed (the
+  default: 8 attempts over 27.6 hours).
+- ``WEBHOOK_DISABLE_AFTER_DAYS`` (``5``): an endpoint whose attempts all failed for this
+  long is disabled.
+- ``WEBHOOK_CLAIM_SECONDS`` (``60``): how long a worker holds an attempt it took; a worker
+  killed mid-attempt leaves it to be sent again after this. More than the timeout.
+- ``API_KEY_EXPIRING_DAYS`` (``7``): ``api_key.expiring`` is sent this many days before a
+  key's ``expires_at``.
 """
 
 from __future__ import annotations
@@ -125,6 +138,20 @@ DEFAULTS: dict[str, Any] = {
     # GitHub secret scanning's public keys, {key identifier: PEM of an ECDSA P-256 public
     # key}; a report signed by none of them is refused. Empty: the GitHub door is shut.
     "SECRET_SCANNING_PUBLIC_KEYS": {},
+    # --- Webhooks and background work (apikeys.services.webhooks, apikeys.tasks).
+    # Accept endpoints in private, loopback or link-local ranges (development, tests).
+    "WEBHOOKS_ALLOW_PRIVATE_TARGETS": False,
+    # A 2xx within this many seconds is a delivery.
+    "WEBHOOK_TIMEOUT_SECONDS": 10,
+    # Seconds between a failed attempt and the next; spent: the delivery has failed.
+    # 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: 8 attempts over 27.6 hours.
+    "WEBHOOK_RETRY_SCHEDULE": [5, 300, 1800, 7200, 18000, 36000, 36000],
+    # An endpoint failing every attempt for this many days in a row is disabled.
+    "WEBHOOK_DISABLE_AFTER_DAYS": 5,
+    # How long a worker holds the attempt it took (a killed worker's runs out).
+    "WEBHOOK_CLAIM_SECONDS": 60,
+    # api_key.expiring is sent this many days before a key's expires_at.
+    "API_KEY_EXPIRING_DAYS": 7,
 }
 
 

@@ -143,3 +143,35 @@ class UsageRangeTooLarge(ApiKeysError):
 class UserNotInOrganization(ApiKeysError):
     code = "USER_NOT_IN_ORGANIZATION"
     default_message = "The user is not a member of this organization."
+
+
+class KeyLimitReached(Conflict):
+    """The owner already holds as many active keys as its key policy allows."""
+
+    code = "KEY_LIMIT_REACHED"
+    default_message = "This owner already has as many active API keys as its key policy allows."
+
+
+class ExpiresAtBeyondPolicy(ApiKeysError):
+    """``expires_at`` is later than the owner's key policy allows."""
+
+    code = "EXPIRES_AT_BEYOND_POLICY"
+    default_message = "expires_at is later than the key policy allows."
+
+
+class InvalidEndpointUrl(ApiKeysError):
+    """A webhook endpoint that is not http(s), or that points at a private, loopback or
+    link-local address (refused unless ``WEBHOOKS_ALLOW_PRIVATE_TARGETS``)."""
+
+    code = "INVALID_ENDPOINT_URL"
+    default_message = "The endpoint URL is not allowed."
+
+
+class WebhookNotFound(NotFound):
+    code = "WEBHOOK_NOT_FOUND"
+    default_message = "No such webhook."
+
+
+class WebhookDeliveryNotFound(NotFound):
+    code = "WEBHOOK_DELIVERY_NOT_FOUND"
+    default_message = "No such webhook delivery."

@@ -13,6 +13,7 @@ Rules:
 
   - anything key-shaped: ``k_live_`` and the base62 run after it (:data:`crypto.KEY_SHAPED`,
     the pattern API error bodies use too);
+  - a webhook signing secret: ``whsec_`` and the base64 after it;
   - a portal link's token: the path segment after ``/portal/link/`` (plain or
     percent-encoded), since the link is in the URL of its request (and in the ``Referer``
     of the next one);
@@ -76,6 +77,9 @@ _PORTAL_LINK_TOKEN = re.compile(
 )
 
 
+_WEBHOOK_SECRET = re.compile(re.escape(crypto.WEBHOOK_SECRET_PREFIX) + r"[A-Za-z0-9+/=]+")
+
+
 # Each pattern runs only when what it needs is in the text: most lines (an access-log line
 # of a verification) have none of it, and a substring test is far cheaper than a regex scan.
 _CREDENTIAL_TRIGGERS = tuple(
@@ -89,6 +93,8 @@ def redact_secrets(text: str) -> str:
     """``text`` with every key, portal link token and named credential replaced."""
     if crypto.KEY_PREFIX in text:
         text = crypto.redact_keys(text)
+    if crypto.WEBHOOK_SECRET_PREFIX in text:
+        text = _WEBHOOK_SECRET.sub(crypto.WEBHOOK_SECRET_PREFIX + REDACTED, text)
     lowered = text.lower()
     if "portal/link" in lowered or "portal%2flink" in lowered:
         text = _PORTAL_LINK_TOKEN.sub(r"\g<path>" + REDACTED, text)

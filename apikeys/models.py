@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -449,6 +449,10 @@ MANAGEMENT_SCOPES: dict[str, str] = {
     "update:roles": "Change roles and their system permissions",
     "create:portal_links": "Create one-time self-serve portal links",
     "report:api_key_leaks": "Report leaked API keys (a key found active is revoked at once)",
+    "read:webhooks": "List and read webhooks and their deliveries",
+    "create:webhooks": "Create webhooks",
+    "update:webhooks": "Change webhooks and retry their deliveries",
+    "delete:webhooks": "Delete webhooks",
 }
 
 
@@ -534,6 +538,12 @@ class AuditEvent(models.Model):
         STAFF_GROUP_CREATED = "staff_group.created", "Staff group created"
         STAFF_GROUP_UPDATED = "staff_group.updated", "Staff group changed"
         STAFF_GROUP_DELETED = "staff_group.deleted", "Staff group deleted"
+        KEY_POLICY_CHANGED = "api_key_policy.changed", "API key policy changed"
+        WEBHOOK_CREATED = "webhook.created", "Webhook created"
+        WEBHOOK_UPDATED = "webhook.updated", "Webhook changed"
+        WEBHOOK_DELETED = "webhook.deleted", "Webhook deleted"
+        WEBHOOK_DISABLED = "webhook.disabled", "Webhook disabled after failing"
+        WEBHOOK_DELIVERY_RETRIED = "webhook.delivery_retried", "Webhook delivery retried"
 
     class ActorType(models.TextChoices):
         USER = "user", "Person"
@@ -665,3 +675,269 @@ class ApiKeyRateStamp(models.Model):
 
     def __str__(self) -> str:
         return f"{self.api_key_id} at {self.at}"
+
+
+# The ranges of a key policy's limits (the contract's "Key policies").
+POLICY_MAX_DAYS = 3650
+POLICY_MAX_ACTIVE_KEYS = 10000
+
+
+def _policy_range_constraints(prefix: str) -> list[models.CheckConstraint]:
+    ranges = {
+        "max_lifetime_days": POLICY_MAX_DAYS,
+        "max_active_keys": POLICY_MAX_ACTIVE_KEYS,
+        "max_idle_days": POLICY_MAX_DAYS,
+    }
+    return [
+        models.CheckConstraint(
+            condition=models.Q(**{f"{name}__isnull": True})
+            | models.Q(**{f"{name}__gte": 1, f"{name}__lte": top}),
+            name=f"{prefix}_{name}_range",
+        )
+        for name, top in ranges.items()
+    ]
+
+
+class KeyPolicyFields(models.Model):
+    """The three limits of a key policy; ``None`` is no limit."""
+
+    max_lifetime_days = models.PositiveIntegerField(
+        "max lifetime (days)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(POLICY_MAX_DAYS)],
+        help_text=(
+            f"1 to {POLICY_MAX_DAYS}. A new key expires at most this many days after it is "
+            "created (a key created without an expiry gets exactly that). Empty: no limit."
+        ),
+    )
+    max_active_keys = models.PositiveIntegerField(
+        "max active keys",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(POLICY_MAX_ACTIVE_KEYS)],
+        help_text=(
+            f"1 to {POLICY_MAX_ACTIVE_KEYS}. Active (not revoked, not expired) keys one owner "
+            "may hold: the organization, or each member for their own keys. Empty: no limit."
+        ),
+    )
+    max_idle_days = models.PositiveIntegerField(
+        "max idle (days)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(POLICY_MAX_DAYS)],
+        help_text=(
+            f"1 to {POLICY_MAX_DAYS}. A key not verified for this many days (since its "
+            "creation if never) is revoked by the scheduled job. Empty: no limit."
+        ),
+    )
+    updated_on = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        abstract = True
+
+
+class PlatformKeyPolicy(KeyPolicyFields):
+    """The platform-wide default key policy: one row (``id`` 1), edited in the admin; it
+    applies to every organization without a policy of its own, and to users in none.
+
+    A fresh install has no row; :meth:`load` creates it without limits."""
+
+    SINGLETON_ID = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON_ID, editable=False)
+
+    class Meta:
+        verbose_name = "API key policy (platform default)"
+        verbose_name_plural = "API key policy (platform default)"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(id=1), name="apikeys_platformkeypolicy_singleton"
+            ),
+            *_policy_range_constraints("apikeys_platformkeypolicy"),
+        ]
+
+    def __str__(self) -> str:
+        return "API key policy (platform default)"
+
+    @classmethod
+    def load(cls) -> PlatformKeyPolicy:
+        """The one row, created without limits if it is missing."""
+        # get_or_create copes with two first requests racing (as SelfServeSettings.load).
+        obj, _ = cls.objects.get_or_create(pk=cls.SINGLETON_ID)
+        return obj
+
+
+class OrganizationKeyPolicy(KeyPolicyFields):
+    """An organization's own key policy, in place of the platform default."""
+
+    organization = models.OneToOneField(
+        Organization, on_delete=models.CASCADE, primary_key=True, related_name="key_policy"
+    )
+
+    class Meta:
+        verbose_name = "API key policy"
+        verbose_name_plural = "API key policies"
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            *_policy_range_constraints("apikeys_orgkeypolicy")
+        ]
+
+    def __str__(self) -> str:
+        return f"API key policy of {self.organization_id}"
+
+
+# --------------------------------------------------------------------------- webhooks
+
+WEBHOOK_ID_PATTERN = r"^wh_[0-9a-f]{32}$"
+WEBHOOK_DELIVERY_ID_PATTERN = r"^whd_[0-9a-f]{32}$"
+
+# The events a webhook may subscribe to (README, "Webhooks").
+WEBHOOK_EVENT_TYPES: dict[str, str] = {
+    "api_key.created": "A key was issued",
+    "api_key.rotated": "A key got a new secret",
+    "api_key.revoked": "A key was revoked",
+    "api_key.expiring": "A key expires soon (once per key)",
+    "api_key.expired": "A key expired (once per key)",
+    "api_key.leaked": "A key was reported leaked and revoked",
+    "api_key.idle_revoked": "A key unused for too long was revoked",
+    "api_key.usage_exceeded": "A key ran out of credits (once per refill period)",
+}
+# Events recorded at most once per key (a unique constraint, so a race cannot send two).
+ONCE_PER_KEY_EVENTS = ("api_key.expiring", "api_key.expired")
+
+
+def new_webhook_id() -> str:
+    return f"wh_{uuid7().hex}"
+
+
+def new_webhook_event_id() -> str:
+    return f"evt_{uuid7().hex}"
+
+
+def new_webhook_delivery_id() -> str:
+    return f"whd_{uuid7().hex}"
+
+
+class Webhook(models.Model):
+    """A platform-wide endpoint that receives the events it subscribes to, signed after the
+    Standard Webhooks specification.
+
+    The signing secret is kept sealed (encrypted with a key derived from
+    ``APIKEYS["HASHING_SECRET"]``, :func:`apikeys.crypto.seal`): the service must sign with
+    it, so it cannot keep a one-way digest, but a copy of the database alone does not give
+    it away. ``failing_since`` is the start of the current run of failed attempts;
+    ``disabled_on`` is set when that run lasted too long (``WEBHOOK_DISABLE_AFTER_DAYS``).
+    """
+
+    id = models.CharField(primary_key=True, max_length=40, default=new_webhook_id, editable=False)
+    endpoint_url = models.URLField("endpoint URL", max_length=2000)
+    event_types = models.JSONField(default=list, help_text="Event types sent to it.")
+    description = models.CharField(max_length=200, blank=True)
+    secret_sealed = models.TextField(editable=False)
+    created_on = models.DateTimeField(default=timezone.now, editable=False)
+    created_by = models.CharField(max_length=200, blank=True, editable=False)
+    failing_since = models.DateTimeField(null=True, blank=True, editable=False)
+    disabled_on = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return self.endpoint_url
+
+    @property
+    def is_enabled(self) -> bool:
+        return self.disabled_on is None
+
+
+class WebhookEvent(models.Model):
+    """One event, written in the same transaction as the change it reports (the outbox):
+    a change that rolls back leaves none, a committed one is never lost. ``payload`` is the
+    body every endpoint receives, built once."""
+
+    id = models.CharField(
+        primary_key=True, max_length=40, default=new_webhook_event_id, editable=False
+    )
+    type = models.CharField(max_length=64)
+    api_key = models.ForeignKey(
+        ApiKey,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="webhook_events",
+    )
+    payload = models.JSONField()
+    created_on = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["api_key", "type"],
+                condition=models.Q(type__in=ONCE_PER_KEY_EVENTS),
+                name="apikeys_webhook_event_once_per_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.id}"
+
+
+class WebhookDelivery(models.Model):
+    """One event to one endpoint: pending until a 2xx answer (delivered) or until the
+    retry schedule is spent (failed).
+
+    A worker claims an attempt with a conditional UPDATE of ``claimed_until`` (a lease):
+    two workers never send one attempt at once, and a worker killed mid-attempt leaves a
+    lease that runs out, after which the attempt is sent again (same ``webhook-id``)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    id = models.CharField(
+        primary_key=True, max_length=40, default=new_webhook_delivery_id, editable=False
+    )
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.ForeignKey(WebhookEvent, on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_on = models.DateTimeField(null=True, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
+    last_attempt_on = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveIntegerField(null=True, blank=True)
+    last_response = models.TextField(
+        blank=True, help_text="The start of the last answer's body, or why there was none."
+    )
+    created_on = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "webhook deliveries"
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_on"], name="apikeys_whd_due"),
+            models.Index(fields=["webhook", "id"], name="apikeys_whd_webhook"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} to {self.webhook_id}"
+
+
+class PeriodicJobRun(models.Model):
+    """The claim of one tick of one periodic job (:mod:`apikeys.tasks`): the unique
+    (job, tick) pair lets exactly one of several workers run it."""
+
+    job = models.CharField(max_length=100)
+    tick = models.BigIntegerField(help_text="Seconds since the epoch // the job's interval.")
+    claimed_on = models.DateTimeField(default=timezone.now)
+    worker = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["job", "tick"], name="apikeys_periodic_job_tick")
+        ]
+        indexes = [models.Index(fields=["claimed_on"], name="apikeys_periodic_claimed")]
+
+    def __str__(self) -> str:
+        return f"{self.job} #{self.tick}"

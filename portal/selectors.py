@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from apikeys import services
 from apikeys.models import ApiKey, Organization, SystemPermission
 
 
@@ -38,3 +39,39 @@ def api_keys_for_list(*, user: Any, organization: Organization | None = None) ->
     else:
         keys = keys.filter(user=user)
     return keys.order_by("-id")
+
+
+def key_policy_notes(*, user: Any, organization: Organization | None = None) -> list[str]:
+    """The key policy of the owner a create page is for, in words, before anyone runs into
+    it: ``Keys of Acme expire after at most 90 days.``, ``Acme may have at most 10 active
+    keys (7 now).``… Empty when no limit applies."""
+    if organization is not None:
+        policy = services.key_policy_for_organization(organization)
+        keys_of, who, has = f"Keys of {organization.name}", organization.name, "has"
+    else:
+        policy = services.key_policy_for_user(user)
+        keys_of, who, has = "Your keys", "You", "have"
+    notes = []
+    if policy.max_lifetime_days is not None:
+        notes.append(f"{keys_of} expire after at most {_days(policy.max_lifetime_days)}.")
+    if policy.max_active_keys is not None:
+        count = services.active_key_count(organization=organization, user=user)
+        may = f"{who} may have at most {_plural(policy.max_active_keys, 'active key')}"
+        notes.append(f"{may} ({count} now).")
+        if count >= policy.max_active_keys:
+            notes.append(f"{who} {has} reached that limit: revoke a key to create another.")
+    if policy.max_idle_days is not None:
+        notes.append(
+            f"{keys_of} not verified for {_days(policy.max_idle_days)} are revoked automatically."
+        )
+    if notes and organization is None and user.memberships.count() > 1:
+        notes.append("These are the strictest limits of your organizations' policies.")
+    return notes
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _days(count: int) -> str:
+    return _plural(count, "day")

@@ -44,7 +44,7 @@ from portal.exceptions import PortalLinkError
 from portal.forms import ApiKeyCreateForm, ApiKeyRotateForm, PortalAuthenticationForm
 from portal.http import add_no_store_headers, add_portal_headers
 from portal.models import PortalLink, SelfServeSettings
-from portal.selectors import api_keys_for_list, organizations_readable_by
+from portal.selectors import api_keys_for_list, key_policy_notes, organizations_readable_by
 
 RETURN_URL_SESSION_KEY = "portal.return_url"
 FORM_TOKENS_SESSION_KEY = formtokens.SESSION_KEY
@@ -390,6 +390,22 @@ class ApiKeyListView(OwnerMixin, ListView):
     def get_queryset(self) -> Any:
         return api_keys_for_list(user=self.request.user, organization=self.organization)
 
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        """Each key of the page with its last 30 days (one query for the page), and their
+        sum for the chart above the list."""
+        context = super().get_context_data(**kwargs)
+        api_keys = list(context["api_keys"])
+        usage = selectors.api_key_usage_daily(api_key_ids=[key.pk for key in api_keys])
+        for key in api_keys:
+            key.last_30_days = usage[key.pk]  # shown by the row's usage bar
+        context.update(
+            api_keys=api_keys,
+            object_list=api_keys,
+            usage_total=selectors.UsageSeries.combined(list(usage.values())) if usage else None,
+            usage_largest=max((series.total for series in usage.values()), default=0),
+        )
+        return context
+
 
 class ApiKeyCreateView(OwnerMixin, TemplateView):
     """The create form; its POST issues the key and answers with the shown-once page."""
@@ -433,13 +449,21 @@ class ApiKeyCreateView(OwnerMixin, TemplateView):
 
     def render_form(self, form: ApiKeyCreateForm, status: int = 200) -> HttpResponse:
         response = self.render_to_response(
-            self.get_context_data(form=form, form_token=issue_form_token(self.request))
+            self.get_context_data(
+                form=form,
+                form_token=issue_form_token(self.request),
+                policy_notes=key_policy_notes(
+                    user=self.request.user, organization=self.organization
+                ),
+            )
         )
         response.status_code = status
         return response
 
 
 class ApiKeyDetailView(ApiKeyMixin, TemplateView):
+    """One key: its facts and its last 30 days of verifications."""
+
     template_name = "portal/key_detail.html"
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -455,7 +479,12 @@ class ApiKeyDetailView(ApiKeyMixin, TemplateView):
             key.credits_period,
             timezone.now(),
         )
-        return super().get_context_data(credits_left=credits_left, **kwargs)
+        context = super().get_context_data(credits_left=credits_left, **kwargs)
+        # The key came through visible_to (resolve_key): its usage is the reader's to see.
+        context["usage"] = selectors.api_key_usage_daily(api_key_ids=[self.api_key.pk])[
+            self.api_key.pk
+        ]
+        return context
 
 
 class ApiKeyLimitsView(ApiKeyMixin, TemplateView):

@@ -55,6 +55,11 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "apikeys",
     "portal",
+    # Background work (README, "Background work"): Django's tasks framework (the django-tasks
+    # backport) with its database backend. After apikeys, whose db_worker command (the
+    # worker with the periodic jobs' scheduler) takes the place of django_tasks_db's.
+    "django_tasks",
+    "django_tasks_db",
 ]
 
 MIDDLEWARE = [
@@ -234,6 +239,28 @@ APIKEYS = {
     "M2M_TOKEN_CACHE_SECONDS": env.int("APIKEYS_M2M_TOKEN_CACHE_SECONDS", default=60),
 }
 
+# Background work: TASKS_BACKEND=database (default: tasks in the project's database, run by
+# `manage.py db_worker`) or rq (tasks in Redis at RQ_URL, run by RQ workers:
+# `manage.py rqworker --job-class django_tasks_rq.Job default`, plus `manage.py
+# apikeys_scheduler` for the periodic jobs). "immediate" runs each task in the caller.
+TASKS_BACKEND = env.str("TASKS_BACKEND", default="database")
+if TASKS_BACKEND == "database":
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
+elif TASKS_BACKEND == "rq":
+    INSTALLED_APPS += ["django_rq", "django_tasks_rq"]
+    RQ_QUEUES = {"default": {"URL": env.str("RQ_URL", default="redis://127.0.0.1:6379/0")}}
+    TASKS = {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["default"]}}
+elif TASKS_BACKEND == "immediate":
+    TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+else:
+    raise ImproperlyConfigured("TASKS_BACKEND must be database, rq or immediate.")
+
+# Webhooks (README, "Webhooks"): private, loopback and link-local endpoints are refused
+# unless this is true (development and tests).
+APIKEYS["WEBHOOKS_ALLOW_PRIVATE_TARGETS"] = env.bool(
+    "APIKEYS_WEBHOOKS_ALLOW_PRIVATE_TARGETS", default=False
+)
+
 # The self-serve portal's APIKEYS knobs, taken from the environment only when given there
 # (their defaults live in apikeys/conf.py): APIKEYS_PORTAL_RETURN_URL_HOSTS (comma-separated),
 # APIKEYS_PORTAL_PUBLIC_URL, APIKEYS_PORTAL_PLATFORM_NAME, APIKEYS_PORTAL_LOGIN_MAX_FAILURES,
@@ -250,6 +277,11 @@ _PORTAL_ENV = {
     "COUNTS_WRITE_BACK_INTERVAL": env.float,
     "COUNTS_WRITE_BACK_THREAD": env.bool,
     "USAGE_RETENTION_DAYS": env.int,
+    "WEBHOOK_TIMEOUT_SECONDS": env.int,
+    "WEBHOOK_RETRY_SCHEDULE": lambda name: [int(v) for v in env.list(name)],
+    "WEBHOOK_DISABLE_AFTER_DAYS": env.int,
+    "WEBHOOK_CLAIM_SECONDS": env.int,
+    "API_KEY_EXPIRING_DAYS": env.int,
 }
 APIKEYS.update(
     {

@@ -6,7 +6,7 @@ from __future__ import annotations
 import factory
 from django.contrib.auth import get_user_model
 
-from apikeys.models import Api, Membership, Organization, Role, Scope
+from apikeys.models import Api, ApiKeyUsage, Membership, Organization, Role, Scope
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -65,6 +65,14 @@ class MembershipFactory(factory.django.DjangoModelFactory):
     def roles(self, create, extracted, **kwargs):
         if create and extracted:
             self.roles.set(extracted)
+
+
+class ApiKeyUsageFactory(factory.django.DjangoModelFactory):
+    """One hour of a key's usage history: ``ApiKeyUsageFactory(api_key=key, start=hour,
+    verified=3, revoked=1)``. Pass ``api_key`` (an issued key) and ``start`` (a UTC hour)."""
+
+    class Meta:
+        model = ApiKeyUsage
 
 
 def last_character_changed(key: str) -> str:

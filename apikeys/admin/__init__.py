@@ -5,9 +5,11 @@
   (list filters) and ``keys_writes`` (issue, shown once; rotate; revoke).
 - ``directory``: organizations, users, memberships, roles, system permissions.
 - ``apis``: APIs with their scopes.
+- ``policies``: key policies (the platform default; an organization's, inline on its page).
 - ``applications``: M2M applications and their granted Management API scopes.
 - ``staff``: Django's auth groups (bundles of admin permissions for platform staff).
 - ``audit``: the audit trail, read-only.
+- ``webhooks``: webhooks (secret shown once, disabled state) and their deliveries (retry).
 """
 
 from __future__ import annotations
@@ -18,5 +20,7 @@ from apikeys.admin import (  # noqa: F401  (registers)
     audit,
     directory,
     keys,
+    policies,
     staff,
+    webhooks,
 )

@@ -38,7 +38,15 @@ from apikeys.admin.forms import (
     UserChangeForm,
     UserMembershipForm,
 )
-from apikeys.models import ApiKey, Membership, Organization, Role, SystemPermission
+from apikeys.admin.policies import OrganizationKeyPolicyInline, save_key_policy
+from apikeys.models import (
+    ApiKey,
+    Membership,
+    Organization,
+    OrganizationKeyPolicy,
+    Role,
+    SystemPermission,
+)
 
 User = get_user_model()
 
@@ -196,7 +204,7 @@ class OrganizationAdmin(KeyOwnerAdmin):
     search_help_text = "Name, or the exact organization code (org_…)."
     list_filter = (("created_on", admin.DateFieldListFilter),)
     show_full_result_count = False
-    inlines = [OrganizationMembershipInline]
+    inlines = [OrganizationMembershipInline, OrganizationKeyPolicyInline]
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list[Any]:
         if obj is None:
@@ -226,7 +234,10 @@ class OrganizationAdmin(KeyOwnerAdmin):
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         for formset in formsets:
-            save_memberships(formset, organization=form.instance, actor=admin_actor(request))
+            if formset.model is OrganizationKeyPolicy:
+                save_key_policy(formset, organization=form.instance, actor=admin_actor(request))
+            else:
+                save_memberships(formset, organization=form.instance, actor=admin_actor(request))
 
     def delete_model(self, request: HttpRequest, obj: Organization) -> None:
         services.organization_delete(organization=obj, actor=admin_actor(request))

@@ -13,6 +13,8 @@ together and is the one registered.
 - Rotate (with an optional grace period) shows the new secret once; revoke asks for
   confirmation. Both are on the detail page and are list actions.
 - Keys are never deleted.
+- The detail page ends with the key's last 30 days of verifications (valid vs refused per
+  UTC day) as a chart and a table, drawn by the same template tag as the portal's.
 
 Permissions: ``view_apikey`` to see keys, ``add_apikey`` to issue, ``change_apikey`` to
 rotate and revoke. Nobody, not even a superuser, may delete a key here.
@@ -35,6 +37,7 @@ from apikeys import limits
 from apikeys.admin.keys_filters import ApiFilter, OwnerFilter, OwnerTypeFilter, StatusFilter
 from apikeys.admin.keys_writes import ApiKeyWriteViews
 from apikeys.models import ApiKey
+from apikeys.selectors import api_key_usage_daily
 
 
 def _short_time(value: datetime | None) -> str | None:
@@ -124,6 +127,23 @@ class ApiKeyAdmin(ApiKeyWriteViews):
     readonly_fields = [
         name for _, options in fieldsets for name in options["fields"] if isinstance(name, str)
     ]
+
+    class Media:
+        css = {"all": ["apikeys/usage.css"]}
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: ApiKey | None = None,
+    ) -> Any:
+        # Called with the key only once Django has found it and checked view permission.
+        if obj is not None:
+            context["usage"] = api_key_usage_daily(api_key_ids=[obj.pk])[obj.pk]
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     # ------------------------------------------------------------------ permissions
 

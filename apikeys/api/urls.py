@@ -31,6 +31,11 @@ urlpatterns = [
         views.OrganizationUsersApi.as_view(),
         name="organization-users",
     ),
+    path(
+        "organizations/<str:org_code>/api_key_policy",
+        views.OrganizationKeyPolicyApi.as_view(),
+        name="organization-api-key-policy",
+    ),
     path("user", views.UserApi.as_view(), name="user"),
     path("users", views.UsersApi.as_view(), name="users"),
     path("roles", views.RolesApi.as_view(), name="roles"),
@@ -45,6 +50,18 @@ urlpatterns = [
         "secret_scanning/github",
         views.GitHubSecretScanningApi.as_view(),
         name="secret-scanning-github",
+    ),
+    path("webhooks", views.WebhooksApi.as_view(), name="webhooks"),
+    path("webhooks/<str:webhook_id>", views.WebhookApi.as_view(), name="webhook"),
+    path(
+        "webhooks/<str:webhook_id>/deliveries",
+        views.WebhookDeliveriesApi.as_view(),
+        name="webhook-deliveries",
+    ),
+    path(
+        "webhooks/<str:webhook_id>/deliveries/<str:delivery_id>/retry",
+        views.WebhookDeliveryRetryApi.as_view(),
+        name="webhook-delivery-retry",
     ),
     re_path(r"^.*$", views.route_not_found, name="route-not-found"),
 ]

@@ -1,5 +1,8 @@
 """API keys: issue, rotate, revoke (one owner each: an organization or a user).
 
+Issuing applies the owner's key policy (:mod:`apikeys.services.policies`): the longest
+lifetime and the most active keys; rotating keeps ``expires_at`` as it is.
+
 A key's plaintext exists only in the :class:`IssuedKey` returned by :func:`api_key_issue`
 and :func:`api_key_rotate`; the database keeps its HMAC digest.
 """
@@ -20,6 +23,13 @@ from apikeys import exceptions as errors
 from apikeys.models import Api, ApiKey, AuditEvent, Organization, Scope
 from apikeys.services._shared import Action, check_text, hashing_secret, hold_owner
 from apikeys.services.audit import Actor, audit_event_record, audit_event_unsaved
+from apikeys.services.policies import (
+    check_active_key_limit,
+    key_policy_for_owner,
+    lock_owner_for_counting,
+    policy_expires_at,
+)
+from apikeys.services.webhooks import event_record, events_record
 
 
 @dataclass(frozen=True)
@@ -81,7 +91,12 @@ def api_key_issue(
 ) -> IssuedKey:
     """Issue a key for ``api`` owned by exactly one of ``organization`` or ``user``, with
     optional usage limits (``ratelimit``, ``credits``: :mod:`apikeys.limits` shapes, as
-    dataclasses or as the API's JSON objects)."""
+    dataclasses or as the API's JSON objects).
+
+    The owner's key policy applies: without ``expires_at`` the key gets the policy's longest
+    lifetime, a later ``expires_at`` is ``EXPIRES_AT_BEYOND_POLICY``, and a key past the
+    policy's ``max_active_keys`` is ``KEY_LIMIT_REACHED`` (exact under concurrency: the
+    owner's row is locked while its keys are counted)."""
     name = check_text(name, field="name", max_length=128)
     rate = limits.parse_ratelimit(ratelimit)
     allowance = limits.parse_credits(credits)
@@ -94,9 +109,14 @@ def api_key_issue(
             "expires_at must be in the future.", code="EXPIRES_AT_IN_PAST", field="expires_at"
         )
     chosen = resolve_scopes(api=api, scopes=scopes)
+    policy = key_policy_for_owner(organization=organization, user=user)
+    expires_at = policy_expires_at(policy, expires_at, now=timezone.now())
     plaintext = crypto.generate_key()
     with transaction.atomic():
+        if policy.max_active_keys is not None:
+            lock_owner_for_counting(organization or user)
         hold_owner(organization or user)
+        check_active_key_limit(policy, organization=organization, user=user)
         api_key = ApiKey.objects.create(
             name=name,
             api=api,
@@ -132,6 +152,7 @@ def api_key_issue(
                 **({"credits": _credits_details(allowance)} if allowance else {}),
             },
         )
+        event_record(event_type="api_key.created", api_key=api_key, actor=actor)
     return IssuedKey(api_key=api_key, plaintext=plaintext)
 
 
@@ -314,7 +335,16 @@ def api_key_rotate(*, api_key: ApiKey, grace_seconds: int = 0, actor: Actor) -> 
             user_public_id=locked.user_public_id,
             details={"grace_seconds": grace_seconds},
         )
+        event_record(event_type="api_key.rotated", api_key=locked, actor=actor)
     return IssuedKey(api_key=locked, plaintext=plaintext)
+
+
+def revocation_event_type(reason: str | None) -> str:
+    """The webhook event of a revocation: ``api_key.leaked`` for a leak,
+    ``api_key.idle_revoked`` for an idle key, else ``api_key.revoked``."""
+    return {"leaked": "api_key.leaked", "idle": "api_key.idle_revoked"}.get(
+        reason or "", "api_key.revoked"
+    )
 
 
 def api_key_revoke(
@@ -351,6 +381,7 @@ def api_key_revoke(
             user_public_id=locked.user_public_id,
             details={**(details or {}), **({"reason": reason} if reason else {})},
         )
+        event_record(event_type=revocation_event_type(reason), api_key=locked, actor=actor)
     return locked
 
 
@@ -390,5 +421,10 @@ def revoke_owned_keys(
                 details={"reason": reason},
             )
             for pk in ids
+        )
+        events_record(
+            event_type=revocation_event_type(reason),
+            api_keys=ApiKey.objects.filter(pk__in=ids).order_by("pk"),
+            actor=actor,
         )
     return ids

@@ -40,8 +40,10 @@ TAMPERED = {
 }
 
 
-# The self-serve settings are one row: their list page only redirects to it.
-LISTED = [m for m in MODELS if m._meta.label != "portal.SelfServeSettings"]
+# The self-serve settings and the platform's key policy are one row each: their list page
+# only redirects to it.
+SINGLETONS = {"portal.SelfServeSettings", "apikeys.PlatformKeyPolicy"}
+LISTED = [m for m in MODELS if m._meta.label not in SINGLETONS]
 
 
 def _label(model: type[Model]) -> str:
@@ -80,6 +82,7 @@ def rows(db: Any, issued_key: Any, actor: Any) -> None:
     from rest_framework.test import APIClient
 
     from apikeys import services
+    from apikeys.models import PlatformKeyPolicy
     from portal import services as portal_services
     from portal.models import SelfServeSettings
 
@@ -97,9 +100,15 @@ def rows(db: Any, issued_key: Any, actor: Any) -> None:
         },
     )
     SelfServeSettings.load()
+    PlatformKeyPolicy.load()
     portal_services.portal_link_create(
         user=person, base_url="https://keys.example.com", actor=actor
     )
+    # A webhook (a public address written as an IP: no DNS needed) and a delivery to it.
+    services.webhook_create(
+        endpoint_url="https://93.184.215.14/hooks", event_types=["api_key.rotated"], actor=actor
+    )
+    services.api_key_rotate(api_key=issued_key.api_key, actor=actor)
 
 
 @pytest.mark.parametrize("tampered", list(TAMPERED), ids=list(TAMPERED))
@@ -248,7 +257,7 @@ def test_a_tampered_membership_on_a_change_form_is_a_form_error(
     obj = model._default_manager.order_by("pk").last()
     url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[obj.pk])
     data, formsets = _change_form_data(admin_client, url)
-    [memberships] = formsets
+    [memberships] = [f for f in formsets if f.prefix == "memberships"]
     prefix = memberships.prefix
     other = "user" if model is Organization else "organization"
     data[f"{prefix}-TOTAL_FORMS"] = int(data[f"{prefix}-TOTAL_FORMS"]) + 1

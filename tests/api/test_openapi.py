@@ -37,6 +37,8 @@ CONTRACT_OPERATIONS = {
     ("/api/v1/users", "get"),
     ("/api/v1/organizations/{org_code}/users", "post"),
     ("/api/v1/organizations/{org_code}/users", "get"),
+    ("/api/v1/organizations/{org_code}/api_key_policy", "get"),
+    ("/api/v1/organizations/{org_code}/api_key_policy", "put"),
     ("/api/v1/roles", "get"),
     ("/api/v1/roles", "post"),
     ("/api/v1/system_permissions", "get"),

@@ -37,6 +37,8 @@ OPERATIONS = [
     ("get", "/api/v1/organizations", ["read:organizations"]),
     ("get", "/api/v1/organizations/{org_code}/users", ["read:organizations"]),
     ("post", "/api/v1/organizations/{org_code}/users", ["update:organizations"]),
+    ("get", "/api/v1/organizations/{org_code}/api_key_policy", ["read:organizations"]),
+    ("put", "/api/v1/organizations/{org_code}/api_key_policy", ["update:organizations"]),
     ("post", "/api/v1/user", ["create:users"]),
     ("get", "/api/v1/user?id={user_id}", ["read:users"]),
     ("get", "/api/v1/users", ["read:users"]),
@@ -45,6 +47,12 @@ OPERATIONS = [
     ("patch", "/api/v1/roles/{role_id}/system_permissions", ["update:roles"]),
     ("get", "/api/v1/system_permissions", ["read:roles"]),
     ("post", "/api/v1/portal/generate_url", ["create:portal_links"]),
+    ("get", "/api/v1/webhooks", ["read:webhooks"]),
+    ("post", "/api/v1/webhooks", ["create:webhooks"]),
+    ("get", "/api/v1/webhooks/{webhook_id}", ["read:webhooks"]),
+    ("patch", "/api/v1/webhooks/{webhook_id}", ["update:webhooks"]),
+    ("delete", "/api/v1/webhooks/{webhook_id}", ["delete:webhooks"]),
+    ("get", "/api/v1/webhooks/{webhook_id}/deliveries", ["read:webhooks"]),
 ]
 
 
@@ -58,6 +66,11 @@ def ids(issued_key, api, read_users, organization, user):
         "org_code": organization.code,
         "user_id": user.public_id,
         "role_id": role.id,
+        "webhook_id": services.webhook_create(
+            endpoint_url="https://93.184.215.14/hooks",
+            event_types=["api_key.created"],
+            actor=services.Actor.system(),
+        ).webhook.id,
     }
 
 

@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 
 # Where each top-level folder of templates/ must land inside the installed packages.
-TEMPLATE_HOMES = {"portal": "portal", "admin": "apikeys"}
+TEMPLATE_HOMES = {"portal": "portal", "admin": "apikeys", "apikeys": "apikeys"}
 
 # Planted in the copy of the tree: a template and a static file that must reach the wheel
 # and be found by Django's app loaders, whatever the real folders hold today.

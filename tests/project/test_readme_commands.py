@@ -14,6 +14,7 @@ same configuration).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -136,7 +137,23 @@ def test_every_readme_command_runs_as_printed_in_a_fresh_clone(tmp_path: Path) -
         assert answer["code"] == "API_KEY_VERIFIED" and answer["is_valid"] is True
         links = [out for cmd, out in outputs.items() if "manage.py portallink " in cmd]
         assert links[0].strip().startswith(f"http://127.0.0.1:{port}/portal/link/")
+
+        # make run's task worker runs beside the server, and Ctrl-C (SIGINT to the terminal's
+        # process group) stops both: no worker is left behind.
+        listing = subprocess.run(
+            ["ps", "-o", "pid=,args=", "-g", str(server.pid)],
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        workers = [int(line.split()[0]) for line in listing.splitlines() if "db_worker" in line]
+        assert workers, listing
+        os.killpg(server.pid, signal.SIGINT)
+        server.wait(timeout=60)
+        deadline = time.monotonic() + 60
+        while any(Path(f"/proc/{pid}").exists() for pid in workers):
+            assert time.monotonic() < deadline, "the worker outlived make run"
+            time.sleep(0.2)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # already ended by the Ctrl-C above
+            os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
         log.close()

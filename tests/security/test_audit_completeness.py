@@ -354,6 +354,51 @@ def _admin_self_serve(d: Doors) -> Callable[[], Any]:
     return lambda: ok(d.admin.post(f"/admin/portal/selfservesettings/{row.pk}/change/", data), 302)
 
 
+def _admin_platform_key_policy(d: Doors) -> Callable[[], Any]:
+    data = {"max_lifetime_days": "90", "max_active_keys": "", "max_idle_days": "", "_save": "Save"}
+    return lambda: ok(d.admin.post("/admin/apikeys/platformkeypolicy/1/change/", data), 302)
+
+
+def _admin_org_key_policy(d: Doors) -> Callable[[], Any]:
+    org = d.world.organization
+    data = {
+        "name": org.name,
+        "memberships-TOTAL_FORMS": "0",
+        "memberships-INITIAL_FORMS": "0",
+        "key_policy-TOTAL_FORMS": "1",
+        "key_policy-INITIAL_FORMS": "0",
+        "key_policy-0-organization": str(org.pk),
+        "key_policy-0-max_active_keys": "50",
+        "_save": "Save",
+    }
+    # Every current member is sent back unchanged (the page's own inline rows).
+    members = list(org.memberships.order_by("pk"))
+    data["memberships-TOTAL_FORMS"] = data["memberships-INITIAL_FORMS"] = str(len(members))
+    for i, membership in enumerate(members):
+        data[f"memberships-{i}-id"] = str(membership.pk)
+        data[f"memberships-{i}-organization"] = str(org.pk)
+        data[f"memberships-{i}-user"] = str(membership.user_id)
+        data[f"memberships-{i}-roles"] = [str(r.pk) for r in membership.roles.all()]
+    return lambda: ok(d.admin.post(f"/admin/apikeys/organization/{org.pk}/change/", data), 302)
+
+
+def _command_revoke_idle(d: Doors) -> Callable[[], Any]:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    key = d.fresh_key()
+    services.organization_key_policy_set(
+        organization=d.world.organization,
+        max_lifetime_days=None,
+        max_active_keys=None,
+        max_idle_days=1,
+        actor=SYSTEM,
+    )
+    ApiKey.objects.filter(pk=key.pk).update(created_on=timezone.now() - timedelta(days=2))
+    return lambda: _call("apikeys_revoke_idle")
+
+
 def _permission(codename: str) -> Any:
     from django.contrib.auth.models import Permission
 
@@ -406,6 +451,49 @@ def _call(*args: str) -> str:
     out = io.StringIO()
     call_command(*args, stdout=out)
     return out.getvalue()
+
+
+# A public address written as an IP: a webhook URL the checks accept without DNS.
+PUBLIC_HOOK = "https://93.184.215.14/hooks"
+
+
+def _fresh_webhook(d: Doors, url: str = PUBLIC_HOOK) -> Any:
+    return services.webhook_create(
+        endpoint_url=url, event_types=["api_key.created"], actor=SYSTEM
+    ).webhook
+
+
+def _webhook_update(d: Doors) -> Callable[[], Any]:
+    url = f"/api/v1/webhooks/{_fresh_webhook(d).id}"
+    return lambda: ok(d.api.patch(url, {"description": "New"}, format="json"))
+
+
+def _webhook_retry(d: Doors) -> Callable[[], Any]:
+    webhook = _fresh_webhook(d)
+    d.fresh_key()
+    delivery = webhook.deliveries.get()
+    url = f"/api/v1/webhooks/{webhook.id}/deliveries/{delivery.id}/retry"
+    return lambda: ok(d.api.post(url))
+
+
+def _webhook_disabled(d: Doors) -> Callable[[], Any]:
+    """The delivery task (the system) disables an endpoint failing for days: here its
+    address is refused at delivery time (loopback), a failure like any other."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apikeys.models import Webhook
+    from apikeys.services.webhooks import webhook_delivery_attempt
+
+    webhook = _fresh_webhook(d)
+    d.fresh_key()
+    Webhook.objects.filter(pk=webhook.pk).update(
+        endpoint_url="http://127.0.0.1:9/hooks",
+        failing_since=timezone.now() - timedelta(days=6),
+    )
+    delivery = webhook.deliveries.get()
+    return lambda: webhook_delivery_attempt(delivery_id=delivery.id)
 
 
 KEY = "/api/v1/api_keys"
@@ -462,6 +550,15 @@ OPERATIONS: list[tuple[str, str, Prepare]] = [
             "patch",
             lambda d: f"/api/v1/organization/{d.world.organization.code}",
             lambda d: {"name": "Acme 2"},
+        ),
+    ),
+    (
+        "api",
+        Action.KEY_POLICY_CHANGED,
+        api(
+            "put",
+            lambda d: f"/api/v1/organizations/{d.world.organization.code}/api_key_policy",
+            lambda d: {"max_lifetime_days": 30, "max_active_keys": None, "max_idle_days": None},
         ),
     ),
     (
@@ -538,6 +635,27 @@ OPERATIONS: list[tuple[str, str, Prepare]] = [
             lambda d: {"user_id": d.world.user.public_id},
         ),
     ),
+    (
+        "api",
+        Action.WEBHOOK_CREATED,
+        api(
+            "post",
+            lambda d: "/api/v1/webhooks",
+            lambda d: {"endpoint_url": PUBLIC_HOOK, "event_types": ["api_key.created"]},
+        ),
+    ),
+    (
+        "api",
+        Action.WEBHOOK_UPDATED,
+        _webhook_update,
+    ),
+    (
+        "api",
+        Action.WEBHOOK_DELETED,
+        lambda d: _delete_fresh(d, lambda d: f"/api/v1/webhooks/{_fresh_webhook(d).id}"),
+    ),
+    ("api", Action.WEBHOOK_DELIVERY_RETRIED, _webhook_retry),
+    ("command", Action.WEBHOOK_DISABLED, _webhook_disabled),
     # The portal: the signed-in person.
     ("portal", Action.API_KEY_ISSUED, _portal_create),
     ("portal", Action.API_KEY_ROTATED, _portal_rotate),
@@ -568,6 +686,8 @@ OPERATIONS: list[tuple[str, str, Prepare]] = [
     ("admin", Action.APPLICATION_ENABLED, _admin_app_enable),
     ("admin", Action.APPLICATION_SECRET_REGENERATED, _admin_app_regenerate_secret),
     ("admin", Action.SELF_SERVE_SETTINGS_CHANGED, _admin_self_serve),
+    ("admin", Action.KEY_POLICY_CHANGED, _admin_platform_key_policy),
+    ("admin", Action.KEY_POLICY_CHANGED, _admin_org_key_policy),
     ("admin", Action.STAFF_GROUP_CREATED, _admin_staff_group_create),
     ("admin", Action.STAFF_GROUP_UPDATED, _admin_staff_group_update),
     ("admin", Action.STAFF_GROUP_DELETED, _admin_staff_group_delete),
@@ -575,6 +695,7 @@ OPERATIONS: list[tuple[str, str, Prepare]] = [
     ("command", Action.APPLICATION_CREATED, _command_createm2mapp),
     ("command", Action.PORTAL_LINK_CREATED, _command_portallink),
     ("command", Action.PORTAL_LINKS_PURGED, _command_clearportallinks),
+    ("command", Action.API_KEY_REVOKED, _command_revoke_idle),
 ]
 
 

@@ -67,6 +67,7 @@ from apikeys.api.serializers.organizations import (
     OrganizationUserOut,
     OrganizationUsersIn,
 )
+from apikeys.api.serializers.policies import KeyPolicyIn, KeyPolicyOut
 from apikeys.api.serializers.portal_links import (
     PortalLinkIn,
 )
@@ -82,6 +83,12 @@ from apikeys.api.serializers.users import (
     UserOut,
     UserQuery,
     UsersQuery,
+)
+from apikeys.api.serializers.webhooks import (
+    WebhookCreateIn,
+    WebhookDeliveryOut,
+    WebhookOut,
+    WebhookUpdateIn,
 )
 
 __all__ = [
@@ -101,6 +108,8 @@ __all__ = [
     "ExactStringField",
     "GitHubReportedTokenIn",
     "GitHubTokenLabelOut",
+    "KeyPolicyIn",
+    "KeyPolicyOut",
     "LeakReportIn",
     "LeakReportOut",
     "MemberIn",
@@ -132,6 +141,10 @@ __all__ = [
     "UserQuery",
     "UsersQuery",
     "VerificationOut",
+    "WebhookCreateIn",
+    "WebhookDeliveryOut",
+    "WebhookOut",
+    "WebhookUpdateIn",
     "api_in_body",
     "iso",
     "org_in_body",

@@ -8,6 +8,7 @@
 - ``users``: users.
 - ``roles``: roles and system permissions.
 - ``portal_links``: one-time portal sign-in URLs (the only view that uses ``portal``).
+- ``webhooks``: webhooks and their deliveries.
 - ``fallbacks``: the JSON 404 of unknown routes.
 
 Every handler reads: validate (a strict serializer) → service → serialize.
@@ -22,6 +23,7 @@ from apikeys.api.views.fallbacks import route_not_found
 from apikeys.api.views.leaks import ApiKeyLeaksApi, GitHubSecretScanningApi
 from apikeys.api.views.organizations import (
     OrganizationApi,
+    OrganizationKeyPolicyApi,
     OrganizationsApi,
     OrganizationUpdateApi,
     OrganizationUsersApi,
@@ -29,6 +31,12 @@ from apikeys.api.views.organizations import (
 from apikeys.api.views.portal_links import PortalLinkApi
 from apikeys.api.views.roles import RolePermissionsApi, RolesApi, SystemPermissionsApi
 from apikeys.api.views.users import UserApi, UsersApi
+from apikeys.api.views.webhooks import (
+    WebhookApi,
+    WebhookDeliveriesApi,
+    WebhookDeliveryRetryApi,
+    WebhooksApi,
+)
 
 __all__ = [
     "IGNORED_PREFIX",
@@ -43,6 +51,7 @@ __all__ = [
     "ApisApi",
     "GitHubSecretScanningApi",
     "OrganizationApi",
+    "OrganizationKeyPolicyApi",
     "OrganizationUpdateApi",
     "OrganizationUsersApi",
     "OrganizationsApi",
@@ -52,5 +61,9 @@ __all__ = [
     "SystemPermissionsApi",
     "UserApi",
     "UsersApi",
+    "WebhookApi",
+    "WebhookDeliveriesApi",
+    "WebhookDeliveryRetryApi",
+    "WebhooksApi",
     "route_not_found",
 ]

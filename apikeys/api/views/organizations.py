@@ -3,6 +3,8 @@
 Rules:
 
 - An organization is addressed by its code (``org_…``), in the path or the ``code`` query.
+- The key policy (``…/api_key_policy``) is the one in force: the organization's own, or the
+  platform default (``source`` says which); PUT replaces it whole.
 - Adding users resolves every user id and role key first: one unknown id adds nobody (400
   naming ``users.<i>.id`` or ``users.<i>.roles``), then all are added in one transaction.
 """
@@ -10,6 +12,7 @@ Rules:
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import Any
 
 from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -34,6 +37,14 @@ from apikeys.api.views._common import (
     validated,
 )
 from apikeys.models import USER_ID_PATTERN, Membership, Organization
+
+POLICY_SCHEMA = envelope(
+    "OrganizationApiKeyPolicy",
+    {
+        "api_key_policy": s.KeyPolicyOut(),
+        "source": serializers.ChoiceField(choices=["organization", "platform_default"]),
+    },
+)
 
 
 class OrganizationApi(ManagementApiView):
@@ -180,3 +191,34 @@ class OrganizationUsersApi(ManagementApiView):
                 "users_added": [u.public_id for u, _ in members],
             }
         )
+
+
+class OrganizationKeyPolicyApi(ManagementApiView):
+    """The organization's key policy: GET answers the policy in force for its keys (its own,
+    or the platform default, as ``source`` says); PUT gives it a policy of its own (all three
+    fields, ``null`` for no limit). Existing keys are not changed."""
+
+    required_scopes = {"GET": ["read:organizations"], "PUT": ["update:organizations"]}
+
+    @extend_schema(
+        operation_id="get_organization_api_key_policy",
+        responses={200: POLICY_SCHEMA, **ERRORS},
+    )
+    def get(self, request: Request, org_code: str) -> Response:
+        org = org_in_path(org_code)
+        return Response(_policy_body(services.key_policy_for_organization(org)))
+
+    @extend_schema(
+        operation_id="set_organization_api_key_policy",
+        request=s.KeyPolicyIn,
+        responses={200: POLICY_SCHEMA, **ERRORS},
+    )
+    def put(self, request: Request, org_code: str) -> Response:
+        org = org_in_path(org_code)
+        data = validated(s.KeyPolicyIn, self.body())
+        policy = services.organization_key_policy_set(organization=org, **data, actor=self.actor())
+        return Response(_policy_body(policy))
+
+
+def _policy_body(policy: services.KeyPolicy) -> dict[str, Any]:
+    return {**OK, "api_key_policy": s.KeyPolicyOut(policy).data, "source": policy.source}
