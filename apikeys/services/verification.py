@@ -292,10 +292,17 @@ def record_usage_counts(items: list[tuple[str, datetime, dict[str, int]]]) -> No
 
 
 def _usage_exceeded_hook(key_id: str, period: int | None) -> None:
-    """The first refusal for lack of credits in a refill period (``period``; None without a
-    refill: the first refusal since credits were last set): where ``api_key.usage_exceeded``
-    is to be sent, once per period. Called inside the verification's transaction on the
-    database path, after the Redis script on the Redis path."""
+    """The first refusal for lack of credits in a refill period (``period``; 0 without a
+    refill: the first refusal since credits were last set): records ``api_key.usage_exceeded``
+    once per period. On the database path this runs inside the verification's transaction
+    (the event commits with it); on the Redis path after the verify script, which decided
+    "first" atomically (a worker killed between the two loses that event)."""
+    from apikeys.services.audit import Actor
+    from apikeys.services.webhooks import event_record
+
+    key = ApiKey.objects.filter(pk=key_id).first()
+    if key is not None:
+        event_record(event_type="api_key.usage_exceeded", api_key=key, actor=Actor.system())
     logger.info("API key %s ran out of credits (period %s).", key_id, period)
 
 

@@ -281,3 +281,29 @@ def test_prune_deletes_only_hours_older_than_the_retention(client_all, issued_ke
     assert ApiKeyUsage.objects.count() == 2 and "Deleted 1" in out.getvalue()
     call_command("apikeys_prune_usage", "--days", "30", stdout=out)
     assert ApiKeyUsage.objects.count() == 1
+
+
+def test_usage_exceeded_is_one_webhook_event_per_refill_period(
+    client_all, api, organization, settings
+):
+    from apikeys.models import WebhookEvent
+
+    settings.APIKEYS = {**settings.APIKEYS, "WEBHOOKS_ALLOW_PRIVATE_TARGETS": True}
+    services.webhook_create(
+        endpoint_url="http://127.0.0.1:9/in",
+        event_types=["api_key.usage_exceeded"],
+        actor=services.Actor.system(),
+    )
+    body = create(
+        client_all,
+        api,
+        organization,
+        credits={"remaining": 1, "refill": {"interval": "daily", "amount": 1}},
+    ).json()
+    key, key_id = body["api_key"]["key"], body["api_key"]["id"]
+    assert verify(client_all, key)["is_valid"]
+    for _ in range(3):
+        assert verify(client_all, key)["code"] == "API_KEY_USAGE_EXCEEDED"
+    assert (
+        WebhookEvent.objects.filter(type="api_key.usage_exceeded", api_key_id=key_id).count() == 1
+    )
