@@ -235,6 +235,20 @@ def api_key_update(
             locked.name = changes["name"]
             fields.append("name")
         if "expires_at" in changes:
+            # The owner's key policy holds here too, counted from the key's creation: no
+            # later expiry than its longest lifetime (and no "never" under one).
+            policy = key_policy_for_owner(
+                organization=locked.organization,
+                user=None if locked.organization is not None else locked.user,
+            )
+            allowed = policy_expires_at(policy, changes["expires_at"], now=locked.created_on)
+            if allowed is not None and allowed <= now:
+                raise errors.ExpiresAtBeyondPolicy(
+                    "The key policy's longest lifetime for this key has passed: it cannot "
+                    "be extended.",
+                    field="expires_at",
+                )
+            changes["expires_at"] = allowed
             before["expires_at"] = locked.expires_at.isoformat() if locked.expires_at else None
             after["expires_at"] = (
                 changes["expires_at"].isoformat() if changes["expires_at"] else None

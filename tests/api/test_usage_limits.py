@@ -307,3 +307,24 @@ def test_usage_exceeded_is_one_webhook_event_per_refill_period(
     assert (
         WebhookEvent.objects.filter(type="api_key.usage_exceeded", api_key_id=key_id).count() == 1
     )
+
+
+def test_patch_of_expires_at_respects_the_owners_key_policy(client_all, issued_key, organization):
+    services.organization_key_policy_set(
+        organization=organization,
+        max_lifetime_days=30,
+        max_active_keys=None,
+        max_idle_days=None,
+        actor=services.Actor.system(),
+    )
+    path = f"/api/v1/api_keys/{issued_key.api_key.id}"
+    later = (timezone.now() + timedelta(days=60)).isoformat()
+    assert error_codes(client_all.patch(path, {"expires_at": later}, format="json")) == [
+        "EXPIRES_AT_BEYOND_POLICY"
+    ]
+    sooner = (timezone.now() + timedelta(days=10)).isoformat()
+    assert client_all.patch(path, {"expires_at": sooner}, format="json").status_code == 200
+    # "Never" under a lifetime policy: the longest the policy allows, from the key's creation.
+    response = client_all.patch(path, {"expires_at": None}, format="json")
+    assert response.status_code == 200
+    assert response.json()["api_key"]["expires_at"] is not None
