@@ -168,3 +168,22 @@ def credits_now(
     if interval and amount is not None and (period or 0) < period_of(interval, now):
         return amount
     return remaining
+
+
+def key_limits_json(key: Any, now: datetime) -> dict[str, Any]:
+    """The key object's ``ratelimit`` and ``credits`` (the credits as of ``now``: a
+    remaining count of an earlier refill period reads as the refill amount)."""
+    return {
+        "ratelimit": ratelimit_json(key.ratelimit_limit, key.ratelimit_duration),
+        "credits": credits_json(
+            credits_now(
+                key.credits_remaining,
+                key.credits_refill_interval,
+                key.credits_refill_amount,
+                key.credits_period,
+                now,
+            ),
+            key.credits_refill_interval,
+            key.credits_refill_amount,
+        ),
+    }

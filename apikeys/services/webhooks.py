@@ -38,7 +38,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
-from apikeys import conf, crypto, outbound
+from apikeys import conf, crypto, limits, outbound
 from apikeys import exceptions as errors
 from apikeys.models import (
     ONCE_PER_KEY_EVENTS,
@@ -103,6 +103,7 @@ def api_key_object(key: ApiKey) -> dict[str, Any]:
         "expires_at": _iso(key.expires_at),
         "rotated_on": _iso(key.rotated_on),
         "revoked_on": _iso(key.revoked_on),
+        **limits.key_limits_json(key, timezone.now()),
     }
 
 

@@ -175,18 +175,7 @@ class ApiKeyOut(serializers.Serializer[Any]):
             "expires_at": iso(key.expires_at),
             "rotated_on": iso(key.rotated_on),
             "revoked_on": iso(key.revoked_on),
-            "ratelimit": limits.ratelimit_json(key.ratelimit_limit, key.ratelimit_duration),
-            "credits": limits.credits_json(
-                limits.credits_now(
-                    key.credits_remaining,
-                    key.credits_refill_interval,
-                    key.credits_refill_amount,
-                    key.credits_period,
-                    timezone.now(),
-                ),
-                key.credits_refill_interval,
-                key.credits_refill_amount,
-            ),
+            **limits.key_limits_json(key, timezone.now()),
         }
 
 
