@@ -56,7 +56,7 @@ class WebhookAddForm(forms.Form):
     description = forms.CharField(max_length=200, required=False)
 
 
-class WebhookChangeForm(forms.ModelForm[Webhook]):
+class WebhookChangeForm(forms.ModelForm):
     endpoint_url = forms.CharField(label="Endpoint URL", max_length=2000)
     event_types = forms.MultipleChoiceField(
         choices=EVENT_CHOICES, widget=forms.CheckboxSelectMultiple
