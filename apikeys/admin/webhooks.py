@@ -87,7 +87,7 @@ def _state(webhook: Webhook) -> str:
     return "Enabled"
 
 
-class DeliveryInline(admin.TabularInline[WebhookDelivery, Webhook]):
+class DeliveryInline(admin.TabularInline):
     model = WebhookDelivery
     extra = 0
     max_num = 0
