@@ -56,7 +56,7 @@ class WebhookAddForm(forms.Form):
     description = forms.CharField(max_length=200, required=False)
 
 
-class WebhookChangeForm(forms.ModelForm[Webhook]):
+class WebhookChangeForm(forms.ModelForm):
     endpoint_url = forms.CharField(label="Endpoint URL", max_length=2000)
     event_types = forms.MultipleChoiceField(
         choices=EVENT_CHOICES, widget=forms.CheckboxSelectMultiple
@@ -87,7 +87,7 @@ def _state(webhook: Webhook) -> str:
     return "Enabled"
 
 
-class DeliveryInline(admin.TabularInline[WebhookDelivery, Webhook]):
+class DeliveryInline(admin.TabularInline):
     model = WebhookDelivery
     extra = 0
     max_num = 0
