@@ -147,3 +147,39 @@ def test_the_selector_counts_a_generation_once_while_it_is_written_back(
 
     monkeypatch.setattr(keycache, "unwritten_usage", then_write_back)
     assert today_usage(key)["verified"] == 1
+
+
+def test_the_charts_daily_usage_is_exact_before_during_and_after_the_write_back(
+    fast, limited_key, api, organization, actor, monkeypatch
+) -> None:
+    """The portal's and the admin's charts read a page of keys at once: counts still in
+    Redis count, and a generation being written back is counted once."""
+    key = limited_key.api_key
+    other = services.api_key_issue(
+        name="Other", api=api, scopes=[], organization=organization, actor=actor
+    )
+    for _ in range(7):  # 5 valid, then 2 refused for credits
+        services.api_key_verify(key=limited_key.plaintext)
+    services.api_key_verify(key=other.plaintext)
+
+    def today(series: Any) -> tuple[int, int]:
+        last = series.days[-1]
+        return last.valid, last.refused
+
+    def charts() -> dict[str, tuple[int, int]]:
+        found = selectors.api_key_usage_daily(api_key_ids=[key.pk, other.api_key.pk])
+        return {key_id: today(series) for key_id, series in found.items()}
+
+    expected = {key.pk: (5, 2), other.api_key.pk: (1, 0)}
+    assert charts() == expected  # all in Redis
+    real = keycache.unwritten_usage_many
+
+    def write_back_in_between(key_ids: Any, generation: int = -1) -> Any:
+        read = real(key_ids, generation)
+        keycache.write_back_now()  # commits after Redis was read, before the table is
+        return read
+
+    monkeypatch.setattr(keycache, "unwritten_usage_many", write_back_in_between)
+    assert charts() == expected
+    monkeypatch.undo()
+    assert charts() == expected  # all in the table
