@@ -60,12 +60,15 @@ Precedence with other authenticators
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from typing import Any, ClassVar, NoReturn
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
+from django.utils import timezone
 from django.utils.functional import SimpleLazyObject
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
@@ -120,6 +123,24 @@ class ApiKeyFailuresLimited(exceptions.Throttled):
         )
         self.wait = wait
         self.error_code = RATE_LIMITED
+
+
+class ApiKeyLimitReached(exceptions.Throttled):
+    """429: a valid key refused by its own usage limits: ``API_KEY_RATE_LIMITED`` (``wait``
+    seconds until its window lets one more through) or ``API_KEY_USAGE_EXCEEDED`` (no
+    credits left until its refill)."""
+
+    MESSAGES: ClassVar[dict[str, str]] = {
+        "API_KEY_RATE_LIMITED": "This API key's rate limit is reached; try again later.",
+        "API_KEY_USAGE_EXCEEDED": "This API key has no credits left.",
+    }
+
+    def __init__(self, code: str, wait: int | None) -> None:
+        exceptions.APIException.__init__(
+            self, detail=error_body(code, self.MESSAGES[code]), code=code
+        )
+        self.wait = wait
+        self.error_code = code
 
 
 class ApiKeyMissing(exceptions.NotAuthenticated):
@@ -195,6 +216,9 @@ class ApiKeyAuthentication(BaseAuthentication):
         verification = services.api_key_verify(
             key=key, audience=self.get_audience(request), ip=client_ip(request)
         )
+        if verification.code in (Verification.RATE_LIMITED, Verification.USAGE_EXCEEDED):
+            # A good key over its own limits: not a guess, so no failure is recorded.
+            self._limited(verification, request)
         if not verification.is_valid:
             self._refuse(verification.code, verification.key_id, request)
         return self.get_principal(verification, request), verification
@@ -229,6 +253,19 @@ class ApiKeyAuthentication(BaseAuthentication):
         if not user.is_authenticated:
             self._refuse(Verification.INVALID, verification.key_id, request)
         return user
+
+    def _limited(self, verification: Verification, request: Request) -> NoReturn:
+        """429 for a key refused by its rate limit (``Retry-After``: until the window lets
+        the next verification through) or for lack of credits."""
+        logger.info("API key refused: %s (key %s)", verification.code, verification.key_id)
+        reset = (verification.ratelimit or {}).get("reset")
+        wait = None
+        if isinstance(reset, datetime):
+            wait = max(1, math.ceil((reset - timezone.now()).total_seconds()))
+            view = request.parser_context.get("view") if request.parser_context else None
+            if view is not None and isinstance(getattr(view, "headers", None), dict):
+                view.headers.update({"Retry-After": str(wait), "RateLimit-Reset": str(wait)})
+        raise ApiKeyLimitReached(verification.code, wait)
 
     def _refuse(self, code: str, key_id: str | None, request: Request) -> NoReturn:
         # The key id is not a secret (the Management API lists it); the key itself is never

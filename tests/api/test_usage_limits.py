@@ -328,3 +328,23 @@ def test_patch_of_expires_at_respects_the_owners_key_policy(client_all, issued_k
     response = client_all.patch(path, {"expires_at": None}, format="json")
     assert response.status_code == 200
     assert response.json()["api_key"]["expires_at"] is not None
+
+
+def test_limit_refusals_are_answers_not_guesses_for_the_failure_limit(
+    client_all, api, organization, settings
+):
+    """Past the per-application failure limit, guesses answer 429; a good key refused by its
+    own limits is no guess: it keeps getting the contract's 200 API_KEY_RATE_LIMITED and
+    does not use up the application's allowance of failures."""
+    settings.APIKEYS = {**settings.APIKEYS, "VERIFY_FAILURE_LIMIT": 2}
+    key = create(client_all, api, organization, ratelimit={"limit": 1, "duration": 3600}).json()
+    assert verify(client_all, key["api_key"]["key"])["is_valid"]
+    for _ in range(4):
+        answer = verify(client_all, key["api_key"]["key"])
+        assert answer["code"] == "API_KEY_RATE_LIMITED"
+    for _ in range(2):  # the whole allowance of failures is still there
+        assert verify(client_all, "k_live_guess")["code"] == "API_KEY_INVALID"
+    response = client_all.post(
+        "/api/v1/api_keys/verify", {"api_key": "k_live_guess"}, format="json"
+    )
+    assert response.status_code == HTTPStatus.TOO_MANY_REQUESTS

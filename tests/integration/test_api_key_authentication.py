@@ -407,3 +407,41 @@ def test_a_zero_failure_limit_switches_it_off(settings, issued_key):
     settings.APIKEYS = {**settings.APIKEYS, "AUTHENTICATION_FAILURE_LIMIT": 0}
     answers = [get("/whoami", guess(), REMOTE_ADDR="203.0.113.7") for _ in range(5)]
     assert {a.status_code for a in answers} == {HTTPStatus.UNAUTHORIZED}
+
+
+def test_a_key_over_its_rate_limit_answers_429_with_retry_after_and_is_no_guess(
+    api, read_users, organization, actor, settings
+):
+    settings.APIKEYS = {**settings.APIKEYS, "AUTHENTICATION_FAILURE_LIMIT": 1}
+    limited = services.api_key_issue(
+        name="Limited",
+        api=api,
+        scopes=["read:users"],
+        organization=organization,
+        ratelimit={"limit": 1, "duration": 60},
+        actor=actor,
+    )
+    assert get("/whoami", limited.plaintext).status_code == HTTPStatus.OK
+    for _ in range(3):
+        response = get("/whoami", limited.plaintext)
+        assert response.status_code == HTTPStatus.TOO_MANY_REQUESTS
+        assert error_codes(response) == ["API_KEY_RATE_LIMITED"]
+        assert 1 <= int(response["Retry-After"]) <= 60
+    # No failure was recorded for them: a bad key is still a 401, not the guessing 429.
+    response = get("/whoami", "k_live_" + "x" * 40)
+    assert response.status_code == HTTPStatus.UNAUTHORIZED
+
+
+def test_a_key_without_credits_answers_429_usage_exceeded(api, read_users, organization, actor):
+    spent = services.api_key_issue(
+        name="Spent",
+        api=api,
+        scopes=["read:users"],
+        organization=organization,
+        credits={"remaining": 1},
+        actor=actor,
+    )
+    assert get("/whoami", spent.plaintext).status_code == HTTPStatus.OK
+    response = get("/whoami", spent.plaintext)
+    assert response.status_code == HTTPStatus.TOO_MANY_REQUESTS
+    assert error_codes(response) == ["API_KEY_USAGE_EXCEEDED"]

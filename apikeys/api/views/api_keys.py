@@ -195,6 +195,9 @@ class ApiKeyApi(ManagementApiView):
         return Response({"message": "Success", "code": "OK"})
 
 
+_LIMIT_CODES = frozenset({services.Verification.RATE_LIMITED, services.Verification.USAGE_EXCEEDED})
+
+
 class ApiKeyVerifyApi(ManagementApiView):
     """Is this key valid, for which organization or user, with which scopes? Always 200 for
     a string key: `is_valid` and `code` say the outcome (API_KEY_VERIFIED, API_KEY_INVALID,
@@ -219,7 +222,8 @@ class ApiKeyVerifyApi(ManagementApiView):
             ip=client_ip(request),
             cost=data.get("cost", 1),
         )
-        if not result.is_valid:
+        if not result.is_valid and result.code not in _LIMIT_CODES:
+            # Failures count against guessing; a good key over its own limits is no guess.
             self._limit_failures(request)
         return Response(s.VerificationOut(result).data)
 
