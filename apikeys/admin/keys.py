@@ -229,12 +229,12 @@ class ApiKeyAdmin(ApiKeyWriteViews):
         # A read-only callable's None would be printed as "None", not as the empty mark.
         return self.get_empty_value_display()
 
-    @admin.display(description="audit trail")
     @admin.display(description="Rate limit")
     def ratelimit_display(self, obj: ApiKey) -> str:
         if obj.ratelimit_limit is None:
             return "No limit"
-        return f"{obj.ratelimit_limit} verifications in any {obj.ratelimit_duration} s"
+        plural = "" if obj.ratelimit_limit == 1 else "s"
+        return f"{obj.ratelimit_limit} verification{plural} in any {obj.ratelimit_duration} s"
 
     @admin.display(description="Credits")
     def credits_display(self, obj: ApiKey) -> str:
@@ -254,6 +254,7 @@ class ApiKeyAdmin(ApiKeyWriteViews):
         )
         return f"{remaining} left{refill}"
 
+    @admin.display(description="audit trail")
     def audit_trail(self, obj: ApiKey) -> str:
         url = reverse("admin:apikeys_auditevent_changelist")
         return format_html('<a href="{}?q={}">Changes to this key</a>', url, obj.id)

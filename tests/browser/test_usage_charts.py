@@ -107,3 +107,40 @@ def test_the_admin_key_page_shows_its_30_days(page, live_server, issued_key):
     page.set_viewport_size(SIZES["desktop"])
     page.screenshot(path=str(shot("usage-admin-key-dark")), full_page=True)
     page.get_by_test_id("usage-chart").screenshot(path=str(shot("usage-admin-chart-dark")))
+
+
+def test_a_limit_set_in_the_portal_shows_its_refusal_in_the_chart_and_table(page, live_server, api):
+    """A member with write access sets a rate limit of 1 a minute on the key's "Usage limits"
+    page; of the next two verifications one is valid and one refused, and the key's page
+    shows both in today's bar and in the table."""
+    from apikeys import services
+
+    organization = OrganizationFactory(name="Acme Corp")
+    writer = member_of(organization, "write", first_name="Ada", last_name="Lovelace")
+    issued = issue(api=api, name="Acme backend", organization=organization)
+    sign_in_with_link(page, portal_link(live_server, writer, organization=organization))
+
+    page.goto(f"/portal/keys/{issued.api_key.id}/")
+    expect(page.get_by_text("No verifications in the last 30 days.")).to_be_visible()
+    page.get_by_test_id("limits").click()
+    page.get_by_label("Rate limit: verifications").fill("1")
+    page.get_by_label("Rate limit: per seconds").fill("60")
+    page.get_by_test_id("save-limits").click()
+    expect(page.get_by_text("No verifications in the last 30 days.")).to_be_visible()
+
+    answers = [services.api_key_verify(key=issued.plaintext).code for _ in range(2)]
+    assert answers == ["API_KEY_VERIFIED", "API_KEY_RATE_LIMITED"]
+
+    page.reload()
+    chart = page.get_by_test_id("usage-chart")
+    expect(chart.locator(".usage__bar--valid").last).to_be_visible()
+    details = chart.get_by_test_id("usage-details")
+    if details.get_attribute("open") is None:
+        details.locator("summary").click()
+    today = chart.get_by_test_id("usage-table").locator("tbody tr").last
+    expect(today.locator("td")).to_have_text(["1", "1", "2"])
+    for size, viewport in SIZES.items():
+        page.set_viewport_size(viewport)
+        page.screenshot(path=str(shot(f"usage-limit-refusal-{size}")), full_page=True)
+        if size == "phone":
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390
