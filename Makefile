@@ -25,8 +25,10 @@ run: install
 	$(BIN)/python manage.py loaddemo
 	@echo "Serving on http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/)"
 	@# The task worker (webhook deliveries, periodic jobs) beside the web server, one command:
-	@# when runserver ends (Ctrl-C), the trap stops the worker too.
-	$(BIN)/python manage.py db_worker & worker=$$!; \
+	@# when runserver ends (Ctrl-C), the trap stops the worker too. --no-reload: under the
+	@# autoreloader the worker runs in a thread beside the reloader's loop, and a Ctrl-C that
+	@# lands while a task runs would leave that loop, and the process, running for ever.
+	$(BIN)/python manage.py db_worker --no-reload & worker=$$!; \
 	  trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
 	  $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
