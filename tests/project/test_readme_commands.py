@@ -147,7 +147,16 @@ def test_every_readme_command_runs_as_printed_in_a_fresh_clone(tmp_path: Path) -
         workers = [int(line.split()[0]) for line in listing.splitlines() if "db_worker" in line]
         assert workers, listing
         os.killpg(server.pid, signal.SIGINT)
-        server.wait(timeout=60)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            left = subprocess.run(
+                ["ps", "-o", "pid=,stat=,args=", "-g", str(server.pid)],
+                check=False, capture_output=True, text=True,
+            ).stdout  # fmt: skip
+            raise AssertionError(
+                f"make run outlived Ctrl-C by 60 s; still running:\n{left}"
+            ) from None
         deadline = time.monotonic() + 60
         while any(Path(f"/proc/{pid}").exists() for pid in workers):
             assert time.monotonic() < deadline, "the worker outlived make run"
