@@ -54,6 +54,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# Runs the command with SIGINT at its default, then becomes it (exec keeps the pid).
+AS_IN_A_TERMINAL = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execvp(sys.argv[1], sys.argv[1:])"
+)
+
+
 def test_every_readme_command_runs_as_printed_in_a_fresh_clone(tmp_path: Path) -> None:
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True, timeout=120)
@@ -77,9 +84,13 @@ def test_every_readme_command_runs_as_printed_in_a_fresh_clone(tmp_path: Path) -
     }  # fmt: skip
     port = free_port()
     log = (tmp_path / "make-run.log").open("w")
+    # As a terminal starts a foreground job: Ctrl-C (SIGINT) at its default. A process that
+    # starts with SIGINT ignored passes that on through exec, and then Python never installs
+    # its KeyboardInterrupt handler (runserver would outlive the Ctrl-C below); the test
+    # process may have it ignored, depending on what ran in it before.
     server = subprocess.Popen(
-        ["make", "run", f"PORT={port}"], cwd=clone, env=env, stdout=log,
-        stderr=subprocess.STDOUT, start_new_session=True,
+        [sys.executable, "-c", AS_IN_A_TERMINAL, "make", "run", f"PORT={port}"], cwd=clone,
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 300
