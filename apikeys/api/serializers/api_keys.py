@@ -6,11 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.utils import timezone
 from rest_framework import serializers
 
 from apikeys import exceptions as errors
-from apikeys import limits
 from apikeys.api.serializers._base import (
     ExactStringField,
     OneErrorAtATime,
@@ -26,6 +24,7 @@ from apikeys.api.serializers._base import (
 )
 from apikeys.models import ApiKey
 from apikeys.services import Verification
+from apikeys.services.webhooks import api_key_object
 
 
 class ApiKeyCreateIn(StrictSerializer):
@@ -156,27 +155,8 @@ class ApiKeyOut(serializers.Serializer[Any]):
     credits = serializers.JSONField(allow_null=True)
 
     def to_representation(self, key: ApiKey) -> dict[str, Any]:
-        return {
-            "id": key.id,
-            "name": key.name,
-            "type": key.type,
-            "status": key.effective_status,
-            "key_prefix": key.key_prefix,
-            "key_suffix": key.key_suffix,
-            "created_on": iso(key.created_on),
-            "created_by": key.created_by or None,
-            "last_verified_on": iso(key.last_verified_on),
-            "last_verified_ip": key.last_verified_ip,
-            "verification_count": key.verification_count,
-            "api_ids": [key.api_public_id],
-            "scopes": key.scope_list,
-            "org_code": key.org_code or None,
-            "user_id": key.user_public_id or None,
-            "expires_at": iso(key.expires_at),
-            "rotated_on": iso(key.rotated_on),
-            "revoked_on": iso(key.revoked_on),
-            **limits.key_limits_json(key, timezone.now()),
-        }
+        # One shape for the API and the webhook events (services.webhooks.api_key_object).
+        return api_key_object(key)
 
 
 class UsageBucketOut(serializers.Serializer[Any]):
