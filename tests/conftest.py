@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+import redis
 from rest_framework.test import APIClient
 
-from apikeys import services
+from apikeys import keycache, services
 from apikeys.models import Api, Organization, Scope
 from tests.api.conftest import ALL_SCOPES, fetch_token
 from tests.factories import ApiFactory, OrganizationFactory, ScopeFactory, UserFactory
+from tests.servers import RedisServer
 
 # manage.py reads a developer's .env (what `make run` writes); the subprocesses the tests
 # start must see only the environment each test gives them.
@@ -98,3 +101,30 @@ def database_path(settings) -> None:
         **settings.CACHES,
         "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     }
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    """A throwaway redis-server of the test module's own."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def key_cache(redis_server: RedisServer, settings: Any) -> Iterator[redis.Redis]:
+    """The default cache is that Redis (emptied), so the key cache (apikeys.keycache) is in
+    use: verifications are checked and counted there and written back later. Yields a
+    client of it."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": redis_server.url(0),
+        }
+    }
+    client = redis.Redis.from_url(redis_server.url(0))
+    client.flushdb()
+    keycache._process = None
+    yield client
+    keycache._process = None

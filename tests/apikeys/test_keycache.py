@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -14,31 +13,12 @@ from django.utils import timezone
 
 from apikeys import conf, crypto, keycache, services
 from apikeys.models import ApiKey
-from tests.servers import RedisServer
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
-def fast(redis_server: RedisServer, settings: Any) -> Iterator[redis.Redis]:
-    """The default cache is this Redis (emptied), so keycache is in use."""
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": redis_server.url(0),
-        }
-    }
-    client = redis.Redis.from_url(redis_server.url(0))
-    client.flushdb()
-    keycache._process = None
-    yield client
-    keycache._process = None
+def fast(key_cache: redis.Redis) -> redis.Redis:
+    """The key cache in use, on a Redis of this module's own (tests/conftest.py)."""
+    return key_cache
 
 
 def digest_of(issued: services.IssuedKey) -> str:

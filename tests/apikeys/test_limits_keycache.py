@@ -4,7 +4,6 @@ sharing Redis's limits, usage hours written back once and read exactly meanwhile
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,30 +12,12 @@ import redis
 
 from apikeys import keycache, selectors, services
 from apikeys.models import ApiKey, ApiKeyUsage
-from tests.servers import RedisServer
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
-def fast(redis_server: RedisServer, settings: Any) -> Iterator[redis.Redis]:
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": redis_server.url(0),
-        }
-    }
-    client = redis.Redis.from_url(redis_server.url(0))
-    client.flushdb()
-    keycache._process = None
-    yield client
-    keycache._process = None
+def fast(key_cache: redis.Redis) -> redis.Redis:
+    """The key cache in use, on a Redis of this module's own (tests/conftest.py)."""
+    return key_cache
 
 
 @pytest.fixture

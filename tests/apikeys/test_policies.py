@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -17,10 +16,9 @@ from django.db import OperationalError, connection
 from django.utils import timezone
 
 from apikeys import exceptions as errors
-from apikeys import keycache, services
+from apikeys import services
 from apikeys.models import ApiKey, AuditEvent, OrganizationKeyPolicy
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
-from tests.servers import RedisServer
 
 pytestmark = pytest.mark.django_db
 
@@ -404,29 +402,10 @@ def test_the_command_revokes_idle_keys(api, organization, capsys):
     assert ApiKey.objects.get(pk=key.pk).status == "revoked"
 
 
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def counts_in_redis(redis_server: RedisServer, settings: Any) -> Iterator[redis.Redis]:
-    """The default cache is this Redis (emptied): verifications are counted there and
-    written back later (apikeys.keycache)."""
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": redis_server.url(0),
-        }
-    }
-    client = redis.Redis.from_url(redis_server.url(0))
-    client.flushdb()
-    keycache._process = None
-    yield client
-    keycache._process = None
+def counts_in_redis(key_cache: redis.Redis) -> redis.Redis:
+    """Verifications counted in Redis and written back later (tests/conftest.py)."""
+    return key_cache
 
 
 @pytest.mark.xdist_group("servers")

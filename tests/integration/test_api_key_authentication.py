@@ -4,23 +4,20 @@ carries afterwards, the 401 challenge, and precedence with other authenticators.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import timedelta
 from http import HTTPStatus
 from typing import Any
 
 import pytest
-import redis
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model
 from rest_framework.test import APIClient, APIRequestFactory
 from rest_framework.views import APIView
 
-from apikeys import crypto, keycache, services
+from apikeys import crypto, services
 from apikeys.authentication import ApiKeyAuthentication, OrganizationPrincipal
 from apikeys.models import ApiKey
 from tests.factories import last_character_changed
-from tests.servers import RedisServer
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.integration.urls")]
 
@@ -79,29 +76,6 @@ def test_a_user_key_costs_one_query_more_than_an_organization_key(
         assert get("/whoami", issued_key.plaintext).status_code == HTTPStatus.OK
     with django_assert_max_num_queries(key + 1):
         assert get("/whoami", user_key.plaintext).status_code == HTTPStatus.OK
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def key_cache(redis_server: RedisServer, settings: Any) -> Iterator[None]:
-    """The default cache is a Redis of this module's own, so the key cache is in use."""
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": redis_server.url(0),
-        }
-    }
-    redis.Redis.from_url(redis_server.url(0)).flushdb()
-    keycache._process = None
-    yield
-    keycache._process = None
 
 
 def test_with_the_key_cache_a_user_key_reads_the_user_only_when_the_view_asks(
