@@ -60,7 +60,7 @@ from datetime import datetime
 from typing import Any
 
 import redis
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from oauth2_provider.models import get_access_token_model, get_application_model
 
 from apikeys import conf, redisconn
@@ -72,13 +72,28 @@ RETRY_SECONDS = 1.0
 #: Entries one worker keeps at most; past it the cache starts again from empty.
 MAX_ENTRIES = 10_000
 
-EPOCH_KEY = "apikeys:m2m:epoch"
-GENERATION_KEY = "apikeys:m2m:generation"
+
+def _prefix() -> str:
+    """This database's part of Redis, as :mod:`apikeys.keycache` names its own: one Redis
+    may serve several installations (or test databases) whose application ids overlap,
+    and an application's version must never be bumped by another's change."""
+    name = connections[DEFAULT_DB_ALIAS].settings_dict.get("NAME") or ""
+    return "{apikeys:" + str(name) + "}:m2m:"
+
+
+def epoch_key() -> str:
+    """The Redis key of the epoch (a new one refuses every cached token)."""
+    return _prefix() + "epoch"
+
+
+def generation_key() -> str:
+    """The Redis key of the generation (bumped by every invalidation)."""
+    return _prefix() + "generation"
 
 
 def version_key(application_id: int) -> str:
     """The Redis key of an application's version."""
-    return f"apikeys:m2m:app:{application_id}"
+    return f"{_prefix()}app:{application_id}"
 
 
 def _new_value() -> str:
@@ -165,7 +180,7 @@ class TokenCache:
         if line is None:
             return None
         try:
-            epoch, version = line.call("MGET", EPOCH_KEY, version_key(entry.application_id))
+            epoch, version = line.call("MGET", epoch_key(), version_key(entry.application_id))
         except redis.RedisError as exc:
             self._failed(exc)
             return None
@@ -184,9 +199,9 @@ class TokenCache:
             return None
         try:
             pipe = client.pipeline(transaction=False)
-            pipe.set(EPOCH_KEY, _new_value(), nx=True)
-            pipe.set(GENERATION_KEY, _new_value(), nx=True)
-            pipe.mget(EPOCH_KEY, GENERATION_KEY)
+            pipe.set(epoch_key(), _new_value(), nx=True)
+            pipe.set(generation_key(), _new_value(), nx=True)
+            pipe.mget(epoch_key(), generation_key())
             epoch, generation = pipe.execute()[-1]
         except redis.RedisError as exc:
             self._failed(exc)
@@ -213,7 +228,7 @@ class TokenCache:
         try:
             pipe = client.pipeline(transaction=False)
             pipe.set(key, _new_value(), nx=True)
-            pipe.mget(EPOCH_KEY, GENERATION_KEY, key)
+            pipe.mget(epoch_key(), generation_key(), key)
             epoch, generation, version = pipe.execute()[-1]
         except redis.RedisError as exc:
             self._failed(exc)
@@ -267,7 +282,7 @@ def _bump(application_id: int) -> None:
     try:
         pipe = client.pipeline(transaction=True)
         pipe.set(version_key(application_id), _new_value())
-        pipe.set(GENERATION_KEY, _new_value())
+        pipe.set(generation_key(), _new_value())
         pipe.execute()
     except redis.RedisError:
         logger.exception(
@@ -297,7 +312,7 @@ def invalidate_all() -> None:
     if client is None:
         return
     try:
-        client.set(EPOCH_KEY, _new_value())
+        client.set(epoch_key(), _new_value())
     except redis.RedisError:
         logger.exception("M2M token cache: could not replace the epoch")
 

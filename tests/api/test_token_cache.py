@@ -245,7 +245,7 @@ def test_an_entry_older_than_the_setting_is_checked_again(settings, warm):
 def test_redis_losing_its_memory_sends_every_token_back_to_the_database(warm):
     _token, client = warm
     assert redisconn.client() is not None
-    redisconn.client().delete(tokencache.EPOCH_KEY)  # what a restart without data leaves
+    redisconn.client().delete(tokencache.epoch_key())  # what a restart without data leaves
     response, queries = get_apis(client)
     assert response.status_code == HTTPStatus.OK
     assert len(queries) == 1
@@ -331,3 +331,21 @@ def test_every_answer_is_the_one_of_the_database_path(settings, warm, case, head
     assert answer() == cached
     if case == "valid":
         assert cached[0] == HTTPStatus.OK
+
+
+def test_another_installations_change_of_the_same_application_id_leaves_ours_cached(
+    app, warm, monkeypatch
+):
+    """Two installations (or test databases) may share one Redis and have applications with
+    the same ids: their tokens' keys are apart, so the other's invalidation is not ours."""
+    from django.db import connections
+
+    settings_dict = connections["default"].settings_dict
+    monkeypatch.setitem(settings_dict, "NAME", f"{settings_dict['NAME']}_elsewhere")
+    tokencache.invalidate_application(app.application.pk)
+    tokencache.invalidate_all()
+    monkeypatch.undo()
+
+    _token, client = warm
+    response, queries = get_apis(client)
+    assert (response.status_code, queries) == (HTTPStatus.OK, [])
