@@ -597,22 +597,39 @@ def _count_limited(
         last_verified_ip=ip,
     )
     record_usage(key_id, "verified", now)
+    return _limited_verified(
+        v,
+        when=limited.at,
+        ratelimit=_ratelimit_answer(rate, limited.ratelimit_remaining, limited.reset),
+        credits_remaining=limited.credits_remaining,
+    )
+
+
+def _limited_verified(
+    v: dict[str, Any],
+    *,
+    when: datetime,
+    ratelimit: dict[str, Any] | None,
+    credits_remaining: int | None,
+) -> Verification:
+    """The valid answer for a limited key verified on the database path, from its row ``v``
+    as read before this verification was counted (so its count is one more)."""
     return Verification(
         code=Verification.VERIFIED,
-        key_id=key_id,
+        key_id=v["id"],
         status=ApiKey.Status.ACTIVE,
         scopes=tuple(v["scope_keys"].split()),
-        org_code=org_code,
-        user_id=user_id,
+        org_code=v["org_code"] or None,
+        user_id=v["user_public_id"] or None,
         api_id=v["api_public_id"],
         audience=v["audience"],
         expires_at=keycache.aware_datetime(v["expires_at"]),
-        last_verified_on=limited.at,
+        last_verified_on=when,
         verification_count=keycache.live_count(
-            key_id, int(v["verification_count"]) + 1, int(v["counts_generation"])
+            v["id"], int(v["verification_count"]) + 1, int(v["counts_generation"])
         ),
-        ratelimit=_ratelimit_answer(rate, limited.ratelimit_remaining, limited.reset),
-        credits_remaining=limited.credits_remaining,
+        ratelimit=ratelimit,
+        credits_remaining=credits_remaining,
     )
 
 
@@ -701,20 +718,9 @@ def _apply_limits_locked(
     if rate is not None:
         first = now_us if oldest is None else oldest
         next_reset = datetime.fromtimestamp((first + rate[1] * 1_000_000) / 1_000_000, tz=UTC)
-    return Verification(
-        code=Verification.VERIFIED,
-        key_id=key_id,
-        status=ApiKey.Status.ACTIVE,
-        scopes=tuple(v["scope_keys"].split()),
-        org_code=org_code,
-        user_id=user_id,
-        api_id=v["api_public_id"],
-        audience=v["audience"],
-        expires_at=keycache.aware_datetime(v["expires_at"]),
-        last_verified_on=now,
-        verification_count=keycache.live_count(
-            key_id, int(v["verification_count"]) + 1, int(v["counts_generation"])
-        ),
+    return _limited_verified(
+        v,
+        when=now,
         ratelimit=_ratelimit_answer(rate, rate[0] - in_window - 1, next_reset) if rate else None,
         credits_remaining=remaining,
     )
