@@ -54,7 +54,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -93,48 +93,60 @@ _COUNTED: Final = 2
 
 # KEYS: epoch, version, pending, generation, first generation not yet written back,
 #       base count, base generation
-# ARGV: 1 epoch, 2 version, 3 key id, 4 outcome as decided in the worker ('v' valid so far,
-#       'r' revoked, 'e' expired, 'a' wrong audience), 5 time (µs), 6 ip, 7 cached count,
-#       8 cached generation, 9 prefix, 10 cost, 11 rate limit (0: none), 12 its duration (s),
-#       13 credits ('1'/'0'), 14 limits version, 15 row's credits, 16 row's period,
-#       17 refill interval ('' | daily | monthly), 18 refill amount, 19 row's exceeded period,
-#       20 '1': the limits only (the database path verified and counts the key itself: no
-#       epoch or version check, nothing counted; the answer starts with 3)
-# Answer: {0} no epoch | {1, epoch, version, pending} stale
-#       | {2, total count, outcome ('v' | 'l' rate limited | 'u' no credits | r/e/a),
-#          rate limit remaining, reset (µs), credits remaining, first refusal for credits in
-#          its period (1/0), time (µs, Redis's clock), period}
-# Limits use Redis's own clock (TIME), so every machine agrees on the window and the period.
+# ARGV, the entry's part first (packed once per entry, see Entry.packed): 1 epoch,
+#       2 version, 3 key id, 4 cached count, 5 cached generation, 6 prefix, 7 rate limit
+#       (0: none), 8 its duration (s), 9 credits ('1'/'0'), 10 limits version, 11 row's
+#       credits, 12 row's period, 13 refill interval ('' | daily | monthly), 14 refill
+#       amount, 15 row's exceeded period, 16 '1': the limits only (the database path
+#       verified and counts the key itself: no epoch or version check, nothing counted;
+#       the answer starts with 3); then the call's part: 17 outcome as decided in the worker
+#       ('v' valid so far, 'r' revoked, 'e' expired, 'a' wrong audience), 18 time (µs),
+#       19 ip, 20 cost
+# Answer, one string of words (one bulk string is cheaper to read than an array):
+#       "0" no epoch | "1 epoch version pending" stale
+#       | "2 total-count outcome rate-limit-remaining reset-µs credits-remaining
+#          first-refusal-for-credits-in-its-period(1/0) time-µs period", outcome 'v' | 'l'
+#          rate limited | 'u' no credits | r/e/a
+# Limits use Redis's own clock (TIME), so every machine agrees on the window and the period;
+# a key without limits is counted at the worker's time (ARGV 18), as on the database path.
 # The window is a sorted set of valid verification times per key (``rl:<id>``), trimmed to
 # the duration; credits live in ``cr:<id>`` (remaining, period, limits version, exceeded
 # period) and each generation carries their latest value for the write-back. Every outcome
 # is counted in the generation by hour (``<id>:<hour>:<outcome>``, the hours in ``<id>:h``).
+# Redis calls for a key without limits: MGET, HMGET, two HINCRBY, HSET, two HGET (the
+# base), and one HGET per generation not yet written back before the current one.
 _VERIFY: Final = """
-local only_limits = ARGV[20] == '1'
+local only_limits = ARGV[16] == '1'
+local s = redis.call('MGET', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 if not only_limits then
-  local epoch = redis.call('GET', KEYS[1])
-  if not epoch then return {0} end
-  local version = redis.call('GET', KEYS[2]) or '0'
-  local pending = redis.call('EXISTS', KEYS[3])
-  if epoch ~= ARGV[1] or version ~= ARGV[2] or pending == 1 then
-    return {1, epoch, version, pending}
+  local epoch = s[1]
+  if not epoch then return '0' end
+  local version = s[2] or '0'
+  if epoch ~= ARGV[1] or version ~= ARGV[2] or s[3] then
+    return '1 ' .. epoch .. ' ' .. version .. ' ' .. (s[3] and '1' or '0')
   end
 end
 local id = ARGV[3]
-local p = ARGV[9]
-local clock = redis.call('TIME')
-local secs = tonumber(clock[1])
-local t = secs * 1000000 + tonumber(clock[2])
-local outcome = ARGV[4]
-local rl = tonumber(ARGV[11])
-local limited = rl > 0 or ARGV[13] == '1'
+local p = ARGV[6]
+local outcome = ARGV[17]
+local rl = tonumber(ARGV[7])
+local limited = rl > 0 or ARGV[9] == '1'
+local secs, t
+if limited then
+  local clock = redis.call('TIME')
+  secs = tonumber(clock[1])
+  t = secs * 1000000 + tonumber(clock[2])
+else
+  t = tonumber(ARGV[18])
+  secs = math.floor(t / 1000000)
+end
 local rl_left = -1
 local reset = 0
 local credits = -1
 local first = 0
 local period = -1
 local zk = p .. 'rl:' .. id
-local window = tonumber(ARGV[12]) * 1000000
+local window = tonumber(ARGV[8]) * 1000000
 if outcome == 'v' and rl > 0 then
   redis.call('ZREMRANGEBYSCORE', zk, '-inf', string.format('%.0f', t - window))
   local n = redis.call('ZCARD', zk)
@@ -146,25 +158,25 @@ if outcome == 'v' and rl > 0 then
     rl_left = rl - n - 1
   end
 end
-local current = tonumber(redis.call('GET', KEYS[4]) or '-1')
+local current = tonumber(s[4] or '-1')
 local counts = p .. 'c:' .. current
-if outcome == 'v' and ARGV[13] == '1' then
+if outcome == 'v' and ARGV[9] == '1' then
   local ck = p .. 'cr:' .. id
   local cur = redis.call('HMGET', ck, 'r', 'p', 'v', 'x')
   local rem, per, x
-  if cur[3] == ARGV[14] then
+  if cur[3] == ARGV[10] then
     rem = tonumber(cur[1])
     per = tonumber(cur[2])
     x = cur[4] or ''
   else
-    rem = tonumber(ARGV[15])
-    per = tonumber(ARGV[16])
-    x = ARGV[19]
+    rem = tonumber(ARGV[11])
+    per = tonumber(ARGV[12])
+    x = ARGV[15]
   end
-  if ARGV[17] ~= '' then
+  if ARGV[13] ~= '' then
     local days = math.floor(secs / 86400)
     local now_period = days
-    if ARGV[17] == 'monthly' then
+    if ARGV[13] == 'monthly' then
       local z = days + 719468
       local era = math.floor(z / 146097)
       local doe = z - era * 146097
@@ -178,11 +190,11 @@ if outcome == 'v' and ARGV[13] == '1' then
       now_period = y * 12 + m - 1
     end
     if per < now_period then
-      rem = tonumber(ARGV[18])
+      rem = tonumber(ARGV[14])
       per = now_period
     end
   end
-  local cost = tonumber(ARGV[10])
+  local cost = tonumber(ARGV[20])
   if rem < cost then
     outcome = 'u'
     if x ~= string.format('%.0f', per) then
@@ -196,9 +208,9 @@ if outcome == 'v' and ARGV[13] == '1' then
   period = per
   local rs = string.format('%.0f', rem)
   local ps = string.format('%.0f', per)
-  redis.call('HSET', ck, 'r', rs, 'p', ps, 'v', ARGV[14], 'x', x)
+  redis.call('HSET', ck, 'r', rs, 'p', ps, 'v', ARGV[10], 'x', x)
   if current >= 0 then
-    redis.call('HSET', counts, id .. ':r', rs, id .. ':p', ps, id .. ':v', ARGV[14], id .. ':x', x)
+    redis.call('HSET', counts, id .. ':r', rs, id .. ':p', ps, id .. ':v', ARGV[10], id .. ':x', x)
   end
 end
 if outcome == 'v' and rl > 0 then
@@ -210,39 +222,51 @@ if outcome == 'v' and rl > 0 then
   redis.call('ZADD', zk, ts, ts)
   redis.call('PEXPIRE', zk, string.format('%.0f', window / 1000 + 1000))
 end
+local answer = ' ' .. outcome .. ' ' .. rl_left .. ' ' .. string.format('%.0f', reset) .. ' '
+  .. string.format('%.0f', credits) .. ' ' .. first .. ' ' .. string.format('%.0f', t) .. ' '
+  .. period
 if only_limits then
-  return {3, 0, outcome, rl_left, string.format('%.0f', reset), credits, first,
-    string.format('%.0f', t), period}
+  return '3 0' .. answer
 end
+-- This generation's count of the key, its latest time, the hour it last counted in and its
+-- hours, in one call; then one HSET for whatever changes.
+local cur = redis.call('HMGET', counts, id, id .. ':t', id .. ':lh', id .. ':h')
+local in_current = tonumber(cur[1] or '0')
+local fields = {}
 if outcome == 'v' then
-  redis.call('HINCRBY', counts, id, 1)
-  local when = ARGV[5]
+  in_current = redis.call('HINCRBY', counts, id, 1)
+  local when = ARGV[18]
   if limited then when = string.format('%.0f', t) end
-  local last = tonumber(redis.call('HGET', counts, id .. ':t') or '0')
-  if tonumber(when) >= last then
-    redis.call('HSET', counts, id .. ':t', when, id .. ':i', ARGV[6])
+  if tonumber(when) >= tonumber(cur[2] or '0') then
+    fields[#fields + 1] = id .. ':t'
+    fields[#fields + 1] = when
+    fields[#fields + 1] = id .. ':i'
+    fields[#fields + 1] = ARGV[19]
   end
 end
 local hour = string.format('%.0f', math.floor(secs / 3600) * 3600)
 redis.call('HINCRBY', counts, id .. ':' .. hour .. ':' .. outcome, 1)
-if redis.call('HGET', counts, id .. ':lh') ~= hour then
-  local hours = redis.call('HGET', counts, id .. ':h')
-  redis.call('HSET', counts, id .. ':lh', hour, id .. ':h', hours and (hours .. ',' .. hour) or hour)
+if cur[3] ~= hour then
+  fields[#fields + 1] = id .. ':lh'
+  fields[#fields + 1] = hour
+  fields[#fields + 1] = id .. ':h'
+  fields[#fields + 1] = cur[4] and (cur[4] .. ',' .. hour) or hour
 end
-local total = tonumber(ARGV[7])
-local gen = tonumber(ARGV[8])
+if #fields > 0 then redis.call('HSET', counts, unpack(fields)) end
+local total = tonumber(ARGV[4])
+local gen = tonumber(ARGV[5])
 local base_gen = tonumber(redis.call('HGET', KEYS[7], id) or '-1')
 local base_count = tonumber(redis.call('HGET', KEYS[6], id) or '0')
 if base_gen > gen or (base_gen == gen and base_count > total) then
   total = base_count
   gen = base_gen
 end
-local first_gen = tonumber(redis.call('GET', KEYS[5]) or current)
-for g = math.max(gen + 1, first_gen), current do
+local first_gen = tonumber(s[5] or current)
+for g = math.max(gen + 1, first_gen), current - 1 do
   total = total + tonumber(redis.call('HGET', p .. 'c:' .. g, id) or '0')
 end
-return {2, total, outcome, rl_left, string.format('%.0f', reset), credits, first,
-  string.format('%.0f', t), period}
+if gen < current then total = total + in_current end
+return '2 ' .. string.format('%.0f', total) .. answer
 """
 
 # KEYS: first generation, current generation   ARGV: prefix, key id, row's generation
@@ -438,12 +462,13 @@ class Entry:
     version: str
     count: int
     generation: int
-    # The verify script's KEYS for this key, built once when the entry is read.
-    script_keys: tuple[str, ...] = ()
     # (limit, duration) of the key's rate limit, if any.
     ratelimit: tuple[int, int] | None = None
-    # The verify script's ARGV 11-19 (the key's limits), built once.
+    # The verify script's ARGV 7-15 (the key's limits).
     limit_args: tuple[Any, ...] = (0, 0, "0", 0, 0, 0, "", 0, "")
+    # The verify command up to the call's own arguments (script, KEYS, ARGV 1-16), packed
+    # once when the entry is read: a verification packs only its four (see _Script).
+    packed: bytes = b""
 
     @property
     def limited(self) -> bool:
@@ -489,17 +514,42 @@ class Counted:
 
 
 class _Script:
-    """A Lua script run by its SHA-1 on the worker's own connection
-    (:class:`apikeys.redisconn.Line`): the verify script without redis-py's pool and
-    ``Script`` wrapper around it."""
+    """The verify script, run by its SHA-1 on the worker's own connection
+    (:class:`apikeys.redisconn.Line`), without redis-py's pool and ``Script`` wrapper.
+
+    Called with ``keys`` and ``args``, or with an entry's ``head`` (:meth:`head`: the
+    command packed up to the call's own arguments) and the call's ``tail`` arguments: the
+    hot path packs four short arguments instead of thirty. The answer comes back split
+    into its words (bytes)."""
+
+    #: Arguments a verification adds to an entry's head (ARGV 17-20).
+    TAIL: Final = 4
 
     def __init__(self, client: redis.Redis, source: str) -> None:
         self.line = redisconn.Line(client)
         self.source = source
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
-    def __call__(self, *, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        return self.line.evalsha(self.sha, self.source, keys, args)
+    @classmethod
+    def head(cls, sha: str, keys: Sequence[str], args: Sequence[Any]) -> bytes:
+        """``EVALSHA`` of the script ``sha`` with ``keys`` and the first ``args``, packed
+        for :attr:`TAIL` more."""
+        parts = ("EVALSHA", sha, len(keys), *keys, *args)
+        return b"*%d\r\n%s" % (len(parts) + cls.TAIL, redisconn.pack_args(parts))
+
+    def __call__(
+        self,
+        *,
+        keys: Sequence[str] = (),
+        args: Sequence[Any] = (),
+        head: bytes = b"",
+        tail: Sequence[Any] = (),
+    ) -> list[bytes]:
+        if head:
+            answer = self.line.evalsha_packed(head + redisconn.pack_args(tail), self.source)
+        else:
+            answer = self.line.evalsha(self.sha, self.source, keys, args)
+        return bytes(answer).split()
 
 
 class _Process:
@@ -513,6 +563,7 @@ class _Process:
             url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT
         )
         self.verify_script = _Script(self.client, _VERIFY)
+        self.verify_sha = self.verify_script.sha
         self.start_epoch_script = self.client.register_script(_START_EPOCH)
         self.bump_script = self.client.register_script(_BUMP)
         self.seal_script = self.client.register_script(_SEAL)
@@ -668,27 +719,13 @@ def _verify(
             # Not this key (a replaced secret): nothing is counted.
             return entry, None, None
         answer = state.verify_script(
-            keys=entry.script_keys,
-            args=[
-                entry.epoch,
-                entry.version,
-                entry.key_id,
-                _LETTER_OF_CODE.get(why or "", "v"),
-                _micros(now),
-                ip or "",
-                entry.count,
-                entry.generation,
-                state.prefix,
-                cost,
-                *entry.limit_args,
-                "0",
-            ],
+            head=entry.packed,
+            tail=(_LETTER_OF_CODE.get(why or "", "v"), _micros(now), ip or "", cost),
         )
         code = int(answer[0])
         if code == _COUNTED:
-            letter = _text(answer[2])
             limited = _limited(answer) if entry.limited and why is None else None
-            return entry, (int(answer[1]) if letter == "v" else None), limited
+            return entry, (int(answer[1]) if answer[2] == b"v" else None), limited
         state.entries.pop(key_digest, None)
         if code == _NO_EPOCH:
             _new_epoch(state, replace=False)
@@ -714,7 +751,7 @@ def _limited(answer: Sequence[Any]) -> Limited:
 
 
 def limit_args(values: dict[str, Any]) -> tuple[Any, ...]:
-    """The verify script's ARGV 11-19 from a key row's limit columns."""
+    """The verify script's ARGV 7-15 from a key row's limit columns."""
     return (
         values["ratelimit_limit"] or 0,
         values["ratelimit_duration"] or 0,
@@ -747,7 +784,7 @@ def apply_limits(key_id: str, values: dict[str, Any], cost: int) -> Limited | No
                 state.k_base_count,
                 state.k_base_gen,
             ),
-            args=["", "", key_id, "v", 0, "", 0, 0, state.prefix, cost, *limit_args(values), "1"],
+            args=["", "", key_id, 0, 0, state.prefix, *limit_args(values), "1", "v", 0, "", cost],
         )
     except redis.RedisError:
         _failed(state, "applying limits")
@@ -850,21 +887,37 @@ def _fill(state: _Process, key_digest: str) -> Entry | None:
         version=_text(version) if version is not None else "0",
         count=int(values["verification_count"]),
         generation=int(values["counts_generation"]),
-        script_keys=(
-            state.k_epoch,
-            state.prefix + "v:" + key_id,
-            state.prefix + "p:" + key_id,
-            state.k_gen,
-            state.k_first,
-            state.k_base_count,
-            state.k_base_gen,
-        ),
         ratelimit=(
             (int(values["ratelimit_limit"]), int(values["ratelimit_duration"]))
             if values["ratelimit_limit"] is not None
             else None
         ),
         limit_args=limit_args(values),
+    )
+    entry = replace(
+        entry,
+        packed=_Script.head(
+            state.verify_sha,
+            keys=(
+                state.k_epoch,
+                state.prefix + "v:" + key_id,
+                state.prefix + "p:" + key_id,
+                state.k_gen,
+                state.k_first,
+                state.k_base_count,
+                state.k_base_gen,
+            ),
+            args=(
+                entry.epoch,
+                entry.version,
+                entry.key_id,
+                entry.count,
+                entry.generation,
+                state.prefix,
+                *entry.limit_args,
+                "0",
+            ),
+        ),
     )
     if len(state.entries) >= MAX_ENTRIES:
         state.entries.clear()

@@ -85,11 +85,21 @@ class Line:
 
     def call(self, *args: Any) -> Any:
         """Send one command and return its answer (an error answer raises)."""
+        connection = self._connection()
+        connection.send_packed_command(connection.pack_command(*args), check_health=False)
+        return connection.read_response()
+
+    def send(self, packed: bytes) -> Any:
+        """Send one command already packed (:func:`pack_args`) and return its answer."""
+        connection = self._connection()
+        connection.send_packed_command([packed], check_health=False)
+        return connection.read_response()
+
+    def _connection(self) -> Any:
         connection = getattr(self._local, "connection", None)
         if connection is None or connection.pid != os.getpid():
             connection = self._local.connection = self._pool.make_connection()
-        connection.send_packed_command(connection.pack_command(*args), check_health=False)
-        return connection.read_response()
+        return connection
 
     def evalsha(self, sha: str, source: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run a Lua script by its SHA-1, sending its source once more after a NOSCRIPT (as
@@ -98,3 +108,22 @@ class Line:
             return self.call("EVALSHA", sha, len(keys), *keys, *args)
         except redis.exceptions.NoScriptError:
             return self.call("EVAL", source, len(keys), *keys, *args)
+
+    def evalsha_packed(self, packed: bytes, source: str) -> Any:
+        """Send a packed ``EVALSHA``; after a NOSCRIPT (as after a Redis restart), load the
+        script and send it once more."""
+        try:
+            return self.send(packed)
+        except redis.exceptions.NoScriptError:
+            self.call("SCRIPT", "LOAD", source)
+            return self.send(packed)
+
+
+def pack_args(args: Sequence[Any]) -> bytes:
+    """RESP bulk strings of ``args`` (str, bytes or int), without the array's header: what
+    redis-py's ``pack_command`` makes of them, for a command packed in parts."""
+    out = []
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)

@@ -319,7 +319,7 @@ def test_a_key_that_keeps_changing_during_one_verification_is_left_to_the_databa
 
     def always_stale(**kwargs: Any) -> list[Any]:
         calls.append(kwargs)
-        return [1, b"epoch", b"99", 0]
+        return [b"1", b"epoch", b"99", b"0"]
 
     monkeypatch.setattr(state, "verify_script", always_stale)
     assert keycache.verify(digest, None, None, timezone.now()) is None

@@ -42,6 +42,7 @@ from apikeys.api.serializers.api_keys import (
     SecretOut,
     UsageBucketOut,
     VerificationOut,
+    verification_answer,
 )
 from apikeys.api.serializers.apis import (
     ApiCreateIn,
@@ -150,4 +151,5 @@ __all__ = [
     "org_in_body",
     "role_in_body",
     "user_in_body",
+    "verification_answer",
 ]

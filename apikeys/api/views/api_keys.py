@@ -215,7 +215,8 @@ class ApiKeyVerifyApi(ManagementApiView):
         responses={200: s.VerificationOut, 429: s.ErrorOut, **ERRORS},
     )
     def post(self, request: Request) -> Response:
-        data = validated(s.ApiKeyVerifyIn, self.body())
+        body = self.body()
+        data = s.ApiKeyVerifyIn.plainly_valid(body) or validated(s.ApiKeyVerifyIn, body)
         result = services.api_key_verify(
             key=data["api_key"],
             audience=data.get("audience"),
@@ -225,7 +226,7 @@ class ApiKeyVerifyApi(ManagementApiView):
         if not result.is_valid and result.code not in _LIMIT_CODES:
             # Failures count against guessing; a good key over its own limits is no guess.
             self._limit_failures(request)
-        return Response(s.VerificationOut(result).data)
+        return Response(s.verification_answer(result))
 
     def _limit_failures(self, request: Request) -> None:
         # client_id, not the row id: unique across databases that share one cache.
