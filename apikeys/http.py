@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import ipaddress
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from apikeys import conf
@@ -39,17 +40,33 @@ def client_ip(request: HttpRequest | Request) -> str | None:
     if conf.get("TRUST_X_FORWARDED_FOR"):
         forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
         last_hop = forwarded.rsplit(",", 1)[-1]
-        address = _normalised(last_hop)
+        address = normalised_ip(last_hop)
         if address is not None:
             return address
-    return _normalised(request.META.get("REMOTE_ADDR", ""))
+    return normalised_ip(request.META.get("REMOTE_ADDR", ""))
 
 
-def _normalised(value: str) -> str | None:
+def normalised_ip(value: str) -> str | None:
+    """``value`` as a normalised IP address, or ``None``. Cached for short values: a
+    service sees the same few addresses (its clients, its proxies) over and over, and
+    parsing one costs more than the rest of reading the request; a long value (no address
+    is, but a forged header can be) is parsed uncached so that it cannot fill the cache."""
+    if len(value) > _CACHED_IP_LENGTH:
+        return _parsed_ip(value)
+    return _cached_ip(value)
+
+
+_CACHED_IP_LENGTH = 64
+
+
+def _parsed_ip(value: str) -> str | None:
     try:
         return str(ipaddress.ip_address(value.strip()))
     except ValueError:
         return None
+
+
+_cached_ip = lru_cache(maxsize=4096)(_parsed_ip)
 
 
 # --------------------------------------------------------------------------- bodies

@@ -9,7 +9,8 @@ django-redis), else ``None``. Rules:
 - **No Redis, no client**: with the embedded default (local-memory cache) there is no
   server shared by every worker, so callers that need one keep their database path.
 - **Found as** :func:`apikeys.ratelimit.storage_uri` **finds it**: the first ``LOCATION``
-  of a cache whose ``BACKEND`` names Redis. Read at use, so ``override_settings`` works.
+  of a cache whose ``BACKEND`` names Redis. Read once, and again after ``CACHES``
+  changes, so ``override_settings`` works.
 - **Short timeouts** (:data:`TIMEOUT`, connecting and reading): a caller falls back to the
   database rather than wait on a server that does not answer. Callers catch
   ``redis.RedisError``; nothing here retries.
@@ -27,18 +28,40 @@ from typing import Any
 
 import redis
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 #: Seconds to connect to and to wait for an answer from Redis before giving up.
 TIMEOUT = 0.5
 
 
 def url() -> str | None:
-    """The default cache's Redis URL, or ``None`` when the default cache is not Redis."""
+    """The default cache's Redis URL, or ``None`` when the default cache is not Redis.
+    Read once per process, and again after ``CACHES`` changes (``override_settings``)."""
+    found = _url
+    if found is _UNREAD:
+        found = _read_url()
+        globals()["_url"] = found
+    return found
+
+
+def _read_url() -> str | None:
     cache = settings.CACHES.get("default", {})
     location = cache.get("LOCATION")
     if "redis" not in str(cache.get("BACKEND", "")).lower() or not location:
         return None
     return str(location[0] if isinstance(location, (list, tuple)) else location)
+
+
+_UNREAD: Any = object()
+_url: Any = _UNREAD
+
+
+@receiver(setting_changed)
+def _settings_changed(*, setting: str, **kwargs: Any) -> None:
+    global _url
+    if setting == "CACHES":
+        _url = _UNREAD
 
 
 def client() -> redis.Redis | None:

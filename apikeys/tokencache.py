@@ -61,6 +61,7 @@ from typing import Any
 
 import redis
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.models.base import ModelState
 from oauth2_provider.models import get_access_token_model, get_application_model
 
 from apikeys import conf, redisconn
@@ -115,23 +116,46 @@ class Entry:
     epoch: bytes
     version: bytes
     stored_at: float
+    # The MGET of rule 2, packed once when the entry is stored (RESP, as sent to Redis).
+    check: bytes = b""
 
     def access_token(self) -> Any:
         """A fresh ``AccessToken`` with its ``application``, as the database path returns
         them: the fields above are loaded, every other one is deferred (read from the
-        database only if someone asks for it), and ``user`` is ``None`` without a query."""
-        application = get_application_model().from_db(
+        database only if someone asks for it), and ``user`` is ``None`` without a query.
+
+        Built as Django's ``Model.from_db`` builds an instance with deferred fields (the
+        loaded ones in ``__dict__``, the others absent), without running ``__init__`` for
+        every field: a tenth of the CPU, on every request of the Management API."""
+        application = _loaded(
+            get_application_model(),
             self.db,
-            ["id", "client_id", "name"],
-            [self.application_id, self.client_id, self.application_name],
+            {"id": self.application_id, "client_id": self.client_id, "name": self.application_name},
         )
-        token = get_access_token_model().from_db(
+        token_model = get_access_token_model()
+        token = _loaded(
+            token_model,
             self.db,
-            ["id", "user_id", "application_id", "expires", "scope"],
-            [self.token_id, None, self.application_id, self.expires, self.scope],
+            {
+                "id": self.token_id,
+                "user_id": None,
+                "application_id": self.application_id,
+                "expires": self.expires,
+                "scope": self.scope,
+            },
         )
-        token.application = application
+        token_model._meta.get_field("application").set_cached_value(token, application)
         return token
+
+
+def _loaded(model: Any, db: str, values: dict[str, Any]) -> Any:
+    """An instance of ``model`` as read from ``db`` with only ``values`` loaded."""
+    instance = model.__new__(model)
+    instance.__dict__.update(values)
+    state = instance._state = ModelState()
+    state.adding = False
+    state.db = db
+    return instance
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +204,7 @@ class TokenCache:
         if line is None:
             return None
         try:
-            epoch, version = line.call("MGET", epoch_key(), version_key(entry.application_id))
+            epoch, version = line.send(entry.check)
         except redis.RedisError as exc:
             self._failed(exc)
             return None
@@ -247,6 +271,7 @@ class TokenCache:
             epoch=epoch,
             version=version,
             stored_at=time.monotonic(),
+            check=b"*3\r\n" + redisconn.pack_args(("MGET", epoch_key(), key)),
         )
         with self._lock:
             if len(self._entries) >= MAX_ENTRIES:

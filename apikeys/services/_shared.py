@@ -5,7 +5,6 @@ Private to :mod:`apikeys.services`; nothing outside the package imports it.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 
 from apikeys import conf
 from apikeys import exceptions as errors
+from apikeys.http import normalised_ip
 from apikeys.models import AuditEvent, Organization
 
 User = get_user_model()
@@ -27,12 +27,11 @@ Action = AuditEvent.Action
 
 
 def clean_ip(ip: str | None) -> str | None:
+    """``ip`` normalised, or ``None`` if it is not an IP address (parsed once per address
+    per process: see :func:`apikeys.http.client_ip`)."""
     if not ip:
         return None
-    try:
-        return str(ipaddress.ip_address(ip.strip()))
-    except ValueError:
-        return None
+    return normalised_ip(ip)
 
 
 def check_text(value: Any, *, field: str, max_length: int, min_length: int = 1) -> str:
