@@ -282,15 +282,14 @@ def check_ratelimit_settings(app_configs: Any = None, **kwargs: Any) -> list[Che
     if not isinstance(getattr(settings, "APIKEYS", {}), Mapping):
         return []
     from limits.errors import ConfigurationError
-    from limits.storage import storage_from_string
 
-    from apikeys.ratelimit import MAX_WINDOW_SECONDS, storage_uri
+    from apikeys.ratelimit import MAX_WINDOW_SECONDS, storage, storage_uri
 
     errors: list[CheckMessage] = []
     if not isinstance(get("RATELIMIT_STORAGE"), str):
         return [Error("APIKEYS['RATELIMIT_STORAGE'] must be text.", id="apikeys.E301")]
     try:
-        storage_from_string(storage_uri())
+        storage(storage_uri())
     except (ConfigurationError, ValueError) as error:
         errors.append(
             Error(

@@ -13,7 +13,7 @@ boundary, and its count resets on the boundary, which also made tests flaky).
 **Storage** (``APIKEYS["RATELIMIT_STORAGE"]``, environment ``APIKEYS_RATELIMIT_STORAGE``):
 
 - empty (the default): Redis when the default cache is Redis (its URL), else the project's
-  own database (:class:`DatabaseStorage`, table ``apikeys_ratelimithit``), so the embedded
+  own database (:class:`apikeys.ratelimit_storage.DatabaseStorage`, table ``apikeys_ratelimithit``), so the embedded
   default (SQLite, local-memory cache) still counts across every gunicorn worker;
 - or any ``limits`` storage URI: ``redis://…``, ``memory://`` (one process only: for tests
   that ask for it), ``apikeys-db://`` (the database storage named explicitly).
@@ -33,18 +33,18 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import time
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
-from limits import RateLimitItemPerSecond
-from limits.storage import MovingWindowSupport, Storage, storage_from_string
-from limits.strategies import MovingWindowRateLimiter
 
 from apikeys import conf
+
+if TYPE_CHECKING:
+    from limits import RateLimitItemPerSecond
+    from limits.storage import StorageTypes
+    from limits.strategies import MovingWindowRateLimiter
 
 logger = logging.getLogger("apikeys.ratelimit")
 
@@ -60,84 +60,6 @@ class LimiterUnavailable(Exception):
 # --------------------------------------------------------------------------- storage
 
 
-class DatabaseStorage(Storage, MovingWindowSupport):
-    """A ``limits`` storage on the project's default database, moving window only.
-
-    ``acquire_entry`` is one transaction that first deletes the key's expired rows: a write,
-    so SQLite takes its write lock before the count is read; on PostgreSQL a transaction-level
-    advisory lock on the key serialises acquirers of the same key. Either way two processes
-    cannot both see "limit - 1" and both add, so the window is exact across processes.
-    """
-
-    STORAGE_SCHEME = ["apikeys-db"]
-
-    def __init__(
-        self, uri: str | None = None, wrap_exceptions: bool = False, **options: Any
-    ) -> None:
-        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
-
-    @property
-    def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
-        return DatabaseError
-
-    def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
-        from apikeys.models import RateLimitHit
-
-        if amount > limit:
-            return False
-        now = time.time()
-        with transaction.atomic():
-            if connection.vendor == "postgresql":
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
-            RateLimitHit.objects.filter(key=key, at__lte=now - expiry).delete()
-            if RateLimitHit.objects.filter(key=key).count() + amount > limit:
-                return False
-            RateLimitHit.objects.bulk_create([RateLimitHit(key=key, at=now) for _ in range(amount)])
-        if random.random() < 0.01:
-            RateLimitHit.objects.filter(at__lte=now - MAX_WINDOW_SECONDS).delete()
-        return True
-
-    def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
-        from apikeys.models import RateLimitHit
-
-        now = time.time()
-        times = list(
-            RateLimitHit.objects.filter(key=key, at__gt=now - expiry)
-            .order_by("-at")
-            .values_list("at", flat=True)[:limit]
-        )
-        return (times[-1], len(times)) if times else (now, 0)
-
-    def clear(self, key: str) -> None:
-        from apikeys.models import RateLimitHit
-
-        RateLimitHit.objects.filter(key=key).delete()
-
-    def check(self) -> bool:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        return True
-
-    def reset(self) -> int | None:
-        from apikeys.models import RateLimitHit
-
-        return RateLimitHit.objects.all().delete()[0]
-
-    # The counter operations of fixed windows: not offered (only the moving window is used).
-    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
-        raise NotImplementedError("apikeys-db offers the moving window only")
-
-    def get(self, key: str) -> int:
-        raise NotImplementedError("apikeys-db offers the moving window only")
-
-    def get_expiry(self, key: str) -> float:
-        raise NotImplementedError("apikeys-db offers the moving window only")
-
-
-# --------------------------------------------------------------------------- the limiter
-
-
 def storage_uri() -> str:
     """The configured storage, or the default: the cache's Redis, else the database."""
     configured = conf.get("RATELIMIT_STORAGE")
@@ -150,9 +72,22 @@ def storage_uri() -> str:
     return "apikeys-db://"
 
 
+def storage(uri: str) -> StorageTypes:
+    """The ``limits`` storage of ``uri`` (``apikeys-db://`` included). ``limits`` is imported
+    at first use: a worker that never limits anything (no failed verification, no sign-in)
+    does not carry it (1.7 MB of its RSS, measured)."""
+    from limits.storage import storage_from_string
+
+    from apikeys import ratelimit_storage  # noqa: F401 - registers apikeys-db://
+
+    return storage_from_string(uri)
+
+
 @lru_cache(maxsize=8)
 def _limiter(uri: str) -> MovingWindowRateLimiter:
-    return MovingWindowRateLimiter(storage_from_string(uri))
+    from limits.strategies import MovingWindowRateLimiter
+
+    return MovingWindowRateLimiter(storage(uri))
 
 
 def limiter() -> MovingWindowRateLimiter:
@@ -160,6 +95,8 @@ def limiter() -> MovingWindowRateLimiter:
 
 
 def _item(limit: int, window: int) -> RateLimitItemPerSecond:
+    from limits import RateLimitItemPerSecond
+
     # The cache's key prefix keeps apart projects (and parallel test workers) sharing a Redis.
     namespace = "apikeys" + str(settings.CACHES.get("default", {}).get("KEY_PREFIX", ""))
     return RateLimitItemPerSecond(limit, window, namespace=namespace)
