@@ -247,10 +247,17 @@ end
 local hour = string.format('%.0f', math.floor(secs / 3600) * 3600)
 redis.call('HINCRBY', counts, id .. ':' .. hour .. ':' .. outcome, 1)
 if cur[3] ~= hour then
+  -- Workers' clocks differ: around an hour's end, the hours can alternate. Each once.
+  local hours = cur[4]
+  if not hours then
+    hours = hour
+  elseif not string.find(',' .. hours .. ',', ',' .. hour .. ',', 1, true) then
+    hours = hours .. ',' .. hour
+  end
   fields[#fields + 1] = id .. ':lh'
   fields[#fields + 1] = hour
   fields[#fields + 1] = id .. ':h'
-  fields[#fields + 1] = cur[4] and (cur[4] .. ',' .. hour) or hour
+  fields[#fields + 1] = hours
 end
 if #fields > 0 then redis.call('HSET', counts, unpack(fields)) end
 local total = tonumber(ARGV[4])
@@ -1106,12 +1113,11 @@ def _write_generation(state: _Process, gen: int) -> int:
         if ":" not in key_id
     ]
     # Keys refused only (no count) still have usage (and credits) to write.
-    others = {f.split(":", 1)[0] for f in fields if ":" in f} - {u[0] for u in updates}
+    others = sorted({f.split(":", 1)[0] for f in fields if ":" in f} - {u[0] for u in updates})
     rows: list[tuple[str, int, int, datetime | None, str | None]] = []
     if updates or others:
         with transaction.atomic():
-            _record_usage_and_credits(gen, [u[0] for u in updates], sorted(others), fields)
-            rows = _apply(gen, updates) if updates else []
+            rows = _write_rows(gen, updates, others, fields)
     found = {r[0] for r in rows}
     args: list[Any] = [gen, state.prefix, int(time.time() * 1000)]
     for key_id, count, row_gen, when, ip in rows:
@@ -1133,12 +1139,115 @@ def _write_generation(state: _Process, gen: int) -> int:
     return len(rows)
 
 
-def _usage_and_credits(db: Any, gen: int, key_ids: list[str], fields: dict[str, str]) -> None:
-    """Write the generation's usage counts and credits of ``key_ids`` (rows that have not
-    recorded ``gen`` yet, held by the caller's transaction)."""
+# What a write-back reads of a row it is about to write: its open hour of usage.
+_OPEN_HOUR: Final = (
+    "id",
+    "usage_hour",
+    "usage_hour_verified",
+    "usage_hour_rate_limited",
+    "usage_hour_usage_exceeded",
+    "usage_hour_revoked",
+    "usage_hour_expired",
+    "usage_hour_wrong_audience",
+)
+
+# A key's open hour: its start (epoch seconds) and its counts, in USAGE_LETTERS' order.
+_Hour = tuple[int, list[int]]
+
+
+def _write_rows(
+    gen: int,
+    updates: list[tuple[str, int, int, str]],
+    others: list[str],
+    fields: dict[str, str],
+) -> list[tuple[str, int, int, datetime | None, str | None]]:
+    """Inside the write-back's transaction: one generation onto the rows that have not
+    recorded it yet (held first: row locks on PostgreSQL, the write lock on SQLite). Each
+    key's counts, latest time and IP, generation and open hour of usage go in one row
+    update; an hour's ApiKeyUsage row is written only when a later hour opens (and once,
+    zeros, when it opens). Answers each row's id, count, generation, last time and IP."""
+    db = connections[DEFAULT_DB_ALIAS]
+    fresh = _hold_fresh(db, gen, [u[0] for u in updates] + others)
+    hours, closed = _usage_plan(fresh, fields)
+    if closed:
+        _add_usage(db, closed)
+    _write_credits(db, list(fresh), fields)
+    return _apply(db, gen, updates, others, hours)
+
+
+def _hold_fresh(db: Any, gen: int, key_ids: list[str]) -> dict[str, _Hour | None]:
+    """Lock the rows of ``key_ids`` that have not recorded ``gen``: their open hours."""
+    table = db.ops.quote_name(ApiKey._meta.db_table)
+    found: list[Sequence[Any]] = []
+    if db.vendor == "postgresql":
+        with db.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {', '.join(_OPEN_HOUR)} FROM {table} "  # nosec B608
+                "WHERE id = ANY(%s) AND counts_generation < %s FOR UPDATE",
+                [key_ids, gen],
+            )
+            found = cursor.fetchall()
+    else:
+        for i in range(0, len(key_ids), 500):
+            chunk = key_ids[i : i + 500]
+            marks = ", ".join("%s" for _ in chunk)
+            with db.cursor() as cursor:
+                # A write: SQLite's write lock, held to the end of the transaction.
+                cursor.execute(
+                    f"UPDATE {table} SET counts_generation = counts_generation "  # nosec B608
+                    f"WHERE id IN ({marks})",
+                    chunk,
+                )
+            found += ApiKey.objects.filter(pk__in=chunk, counts_generation__lt=gen).values_list(
+                *_OPEN_HOUR
+            )
+    held: dict[str, _Hour | None] = {}
+    for row in found:
+        start = aware_datetime(row[1])
+        held[row[0]] = (
+            None if start is None else (int(start.timestamp()), [int(n) for n in row[2:]])
+        )
+    return held
+
+
+def _usage_plan(
+    fresh: dict[str, _Hour | None], fields: dict[str, str]
+) -> tuple[dict[str, _Hour], list[list[Any]]]:
+    """Each fresh key's open hour after this generation, and the ApiKeyUsage additions
+    (key, hour start, counts...) it closes: the row's hour when a later one opens, an hour
+    of the generation older than the open one (a worker's clock behind another's), and
+    zeros for an hour that opens."""
+    hours: dict[str, _Hour] = {}
+    closed: list[list[Any]] = []
+    for key_id, held in fresh.items():
+        counted: dict[int, list[int]] = {}
+        for text in filter(None, fields.get(key_id + ":h", "").split(",")):
+            counts = [int(fields.get(f"{key_id}:{text}:{letter}", "0")) for letter in USAGE_LETTERS]
+            if any(counts):
+                counted[int(text)] = counts
+        if not counted:
+            continue
+        newest = max(counted)
+        if held is not None and held[0] >= newest:
+            start, counts = held[0], list(held[1])
+        else:
+            start, counts = newest, [0] * len(USAGE_LETTERS)
+            if held is not None and any(held[1]):
+                closed.append([key_id, held[0], *held[1]])
+            closed.append([key_id, start, *counts])
+        for hour, more in counted.items():
+            if hour == start:
+                counts = [a + b for a, b in zip(counts, more, strict=True)]
+            else:
+                closed.append([key_id, hour, *more])
+        hours[key_id] = (start, counts)
+    return hours, closed
+
+
+def _add_usage(db: Any, closed: list[list[Any]]) -> None:
+    """Add counts to hours of ApiKeyUsage (rows created as needed)."""
     from apikeys.models import ApiKeyUsage
 
-    table = db.ops.quote_name(ApiKey._meta.db_table)
     usage_table = db.ops.quote_name(ApiKeyUsage._meta.db_table)
     columns = ApiKeyUsage.OUTCOMES
     upsert = (
@@ -1147,14 +1256,25 @@ def _usage_and_credits(db: Any, gen: int, key_ids: list[str], fields: dict[str, 
         "ON CONFLICT (api_key_id, start) DO UPDATE SET "
         + ", ".join(f"{c} = {usage_table}.{c} + excluded.{c}" for c in columns)
     )
-    usage: list[list[Any]] = []
+    with db.cursor() as cursor:
+        cursor.executemany(
+            upsert,
+            [
+                [key_id, db.ops.adapt_datetimefield_value(_hour_start(start)), *counts]
+                for key_id, start, *counts in closed
+            ],
+        )
+
+
+def _hour_start(epoch_seconds: int) -> datetime:
+    return datetime.fromtimestamp(epoch_seconds, tz=UTC)
+
+
+def _write_credits(db: Any, key_ids: list[str], fields: dict[str, str]) -> None:
+    """The generation's latest credits of the limited keys among ``key_ids`` (fresh rows)."""
+    table = db.ops.quote_name(ApiKey._meta.db_table)
     credits: list[list[Any]] = []
     for key_id in key_ids:
-        for hour in filter(None, fields.get(key_id + ":h", "").split(",")):
-            counts = [int(fields.get(f"{key_id}:{hour}:{letter}", "0")) for letter in USAGE_LETTERS]
-            if any(counts):
-                start = datetime.fromtimestamp(int(hour), tz=UTC)
-                usage.append([key_id, db.ops.adapt_datetimefield_value(start), *counts])
         if key_id + ":r" in fields:
             x = fields.get(key_id + ":x", "")
             credits.append(
@@ -1166,10 +1286,8 @@ def _usage_and_credits(db: Any, gen: int, key_ids: list[str], fields: dict[str, 
                     int(fields[key_id + ":v"]),
                 ]
             )
-    with db.cursor() as cursor:
-        if usage:
-            cursor.executemany(upsert, usage)
-        if credits:
+    if credits:
+        with db.cursor() as cursor:
             cursor.executemany(
                 f"UPDATE {table} SET credits_remaining = %s, credits_period = %s, "  # nosec B608
                 "credits_exceeded_period = %s WHERE id = %s AND limits_version = %s",
@@ -1177,68 +1295,72 @@ def _usage_and_credits(db: Any, gen: int, key_ids: list[str], fields: dict[str, 
             )
 
 
-def _record_usage_and_credits(
-    gen: int, counted: list[str], others: list[str], fields: dict[str, str]
-) -> None:
-    """Inside the write-back's transaction, before the counts: the generation's usage
-    history and credits, on the rows that have not recorded it yet; ``others`` (keys with
-    refusals only) record the generation here."""
-    db = connections[DEFAULT_DB_ALIAS]
-    table = db.ops.quote_name(ApiKey._meta.db_table)
-    every = counted + others
-    # Hold the rows first (row locks on PostgreSQL, the write lock on SQLite), then see
-    # which have not recorded this generation: only those get its usage and credits.
-    fresh: list[str] = []
-    for i in range(0, len(every), 500):
-        chunk = every[i : i + 500]
-        marks = ", ".join("%s" for _ in chunk)
-        with db.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {table} SET counts_generation = counts_generation "  # nosec B608
-                f"WHERE id IN ({marks})",
-                chunk,
-            )
-        fresh += ApiKey.objects.filter(pk__in=chunk, counts_generation__lt=gen).values_list(
-            "pk", flat=True
-        )
-    if fresh:
-        _usage_and_credits(db, gen, fresh, fields)
-    if others:
-        ApiKey.objects.filter(pk__in=others, counts_generation__lt=gen).update(
-            counts_generation=gen
-        )
-
-
 def _apply(
-    gen: int, updates: list[tuple[str, int, int, str]]
+    db: Any,
+    gen: int,
+    updates: list[tuple[str, int, int, str]],
+    others: list[str],
+    hours: dict[str, _Hour],
 ) -> list[tuple[str, int, int, datetime | None, str | None]]:
-    """Add one generation to the rows (those that have not recorded it yet); each row's
-    id, count, generation, last time and IP after it."""
-    db = connections[DEFAULT_DB_ALIAS]
+    """Add one generation to the rows (those that have not recorded it yet): counts, last
+    time and IP, generation and open hour in one update per row; each row's id, count,
+    generation, last time and IP after it."""
     table = db.ops.quote_name(ApiKey._meta.db_table)
-    later = "(last_verified_on IS NULL OR last_verified_on <= %s)"
-    fresh = "counts_generation < %s"
+    every = [*updates, *((key_id, 0, 0, "") for key_id in others)]
+    params = []
+    for key_id, count, micros, ip in every:
+        when = db.ops.adapt_datetimefield_value(
+            datetime.fromtimestamp(micros / 1_000_000, tz=UTC) if micros else timezone.now()
+        )
+        hour = hours.get(key_id)
+        start = db.ops.adapt_datetimefield_value(_hour_start(hour[0])) if hour else None
+        params.append(
+            [
+                key_id,
+                count,
+                when,
+                ip or None,
+                start,
+                *(hour[1] if hour else [0] * len(USAGE_LETTERS)),
+            ]
+        )
+    if db.vendor == "postgresql":
+        return _apply_postgresql(db, table, gen, params)
+    fresh = "counts_generation < %(gen)s"
+    later = "%(n)s > 0 AND (last_verified_on IS NULL OR last_verified_on <= %(at)s)"
+    opens = f"{fresh} AND %(hour)s IS NOT NULL"
     # Every fragment is a constant of this function and the table name is quoted: no input
     # reaches the text, only the parameters.
     sql = (
         f"UPDATE {table} SET "  # nosec B608
-        f"last_verified_ip = CASE WHEN {fresh} AND {later} THEN %s ELSE last_verified_ip END, "
-        f"last_verified_on = CASE WHEN {fresh} AND {later} THEN %s ELSE last_verified_on END, "
-        f"verification_count = verification_count + CASE WHEN {fresh} THEN %s ELSE 0 END, "
-        f"counts_generation = CASE WHEN {fresh} THEN %s ELSE counts_generation END "
-        "WHERE id = %s"
-    )
-    params = []
-    for key_id, count, micros, ip in updates:
-        when = db.ops.adapt_datetimefield_value(
-            datetime.fromtimestamp(micros / 1_000_000, tz=UTC) if micros else timezone.now()
+        f"last_verified_ip = CASE WHEN {fresh} AND {later} THEN %(ip)s ELSE last_verified_ip END, "
+        f"last_verified_on = CASE WHEN {fresh} AND {later} THEN %(at)s ELSE last_verified_on END, "
+        f"verification_count = verification_count + CASE WHEN {fresh} THEN %(n)s ELSE 0 END, "
+        f"usage_hour = CASE WHEN {opens} THEN %(hour)s ELSE usage_hour END, "
+        + "".join(
+            f"usage_hour_{column} = CASE WHEN {opens} THEN %(u{i})s ELSE usage_hour_{column} END, "
+            for i, column in enumerate(USAGE_LETTERS.values())
         )
-        params.append([gen, when, ip or None, gen, when, when, gen, count, gen, gen, key_id])
-    if db.vendor == "postgresql":
-        return _apply_postgresql(db, table, gen, params)
+        + f"counts_generation = CASE WHEN {fresh} THEN %(gen)s ELSE counts_generation END "
+        "WHERE id = %(id)s"
+    )
     with db.cursor() as cursor:
-        cursor.executemany(sql, params)
-    return _written(ApiKey.objects.filter(pk__in=[u[0] for u in updates]).values_list(*_WRITTEN))
+        cursor.executemany(
+            sql,
+            [
+                {
+                    "gen": gen,
+                    "id": p[0],
+                    "n": p[1],
+                    "at": p[2],
+                    "ip": p[3],
+                    "hour": p[4],
+                    **{f"u{i}": n for i, n in enumerate(p[5:])},
+                }
+                for p in params
+            ],
+        )
+    return _written(ApiKey.objects.filter(pk__in=[p[0] for p in params]).values_list(*_WRITTEN))
 
 
 # What a write-back reads back of each row it wrote.
@@ -1265,7 +1387,9 @@ def _apply_postgresql(
     whole generation instead of one statement per key and a read after them. The ``SET``
     reads the row as it was, as the statement per row does."""
     fresh = "t.counts_generation < %(gen)s"
-    later = "(t.last_verified_on IS NULL OR t.last_verified_on <= v.at)"
+    later = "v.n > 0 AND (t.last_verified_on IS NULL OR t.last_verified_on <= v.at)"
+    opens = f"{fresh} AND v.hour IS NOT NULL"
+    columns = list(USAGE_LETTERS.values())
     # Constant fragments and a quoted table name: no input reaches the text.
     sql = (
         f"UPDATE {table} AS t SET "  # nosec B608
@@ -1274,19 +1398,28 @@ def _apply_postgresql(
         f"last_verified_on = CASE WHEN {fresh} AND {later} THEN v.at "
         "ELSE t.last_verified_on END, "
         f"verification_count = t.verification_count + CASE WHEN {fresh} THEN v.n ELSE 0 END, "
-        f"counts_generation = CASE WHEN {fresh} THEN %(gen)s ELSE t.counts_generation END "
+        f"usage_hour = CASE WHEN {opens} THEN v.hour ELSE t.usage_hour END, "
+        + "".join(
+            f"usage_hour_{c} = CASE WHEN {opens} THEN v.u{i} ELSE t.usage_hour_{c} END, "
+            for i, c in enumerate(columns)
+        )
+        + f"counts_generation = CASE WHEN {fresh} THEN %(gen)s ELSE t.counts_generation END "
         "FROM (SELECT unnest(%(ids)s::varchar[]) AS id, unnest(%(counts)s::bigint[]) AS n, "
-        "unnest(%(times)s::timestamptz[]) AS at, unnest(%(ips)s::inet[]) AS ip) AS v "
-        "WHERE t.id = v.id "
+        "unnest(%(times)s::timestamptz[]) AS at, unnest(%(ips)s::inet[]) AS ip, "
+        "unnest(%(hours)s::timestamptz[]) AS hour, "
+        + ", ".join(f"unnest(%(u{i})s::bigint[]) AS u{i}" for i in range(len(columns)))
+        + ") AS v WHERE t.id = v.id "
         "RETURNING t.id, t.verification_count, t.counts_generation, t.last_verified_on, "
         "t.last_verified_ip"
     )
-    values = {
+    values: dict[str, Any] = {
         "gen": gen,
-        "ids": [p[10] for p in params],
-        "counts": [p[7] for p in params],
-        "times": [p[1] for p in params],
-        "ips": [p[2] for p in params],
+        "ids": [p[0] for p in params],
+        "counts": [p[1] for p in params],
+        "times": [p[2] for p in params],
+        "ips": [p[3] for p in params],
+        "hours": [p[4] for p in params],
+        **{f"u{i}": [p[5 + i] for p in params] for i in range(len(columns))},
     }
     with db.cursor() as cursor:
         cursor.execute(sql, values)

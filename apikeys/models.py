@@ -332,6 +332,19 @@ class ApiKey(models.Model):
     # The refill period of the first refusal for lack of credits: api_key.usage_exceeded is
     # sent once per period.
     credits_exceeded_period = models.BigIntegerField(null=True, blank=True, editable=False)
+    # The open hour of usage history, on the row (apikeys.keycache's write-back): its counts
+    # by outcome are written here with the key's counts, in the same row update, and added
+    # to that hour's ApiKeyUsage row when a later hour opens. So a write-back writes one row
+    # per key, not two. Readers add them (selectors.api_key_usage, api_key_usage_daily); an
+    # ApiKeyUsage row for the open hour always exists (zeros at first), so that a query over
+    # the hours finds the key. None: no hour open.
+    usage_hour = models.DateTimeField(null=True, blank=True, editable=False)
+    usage_hour_verified = models.PositiveBigIntegerField(default=0, editable=False)
+    usage_hour_rate_limited = models.PositiveBigIntegerField(default=0, editable=False)
+    usage_hour_usage_exceeded = models.PositiveBigIntegerField(default=0, editable=False)
+    usage_hour_revoked = models.PositiveBigIntegerField(default=0, editable=False)
+    usage_hour_expired = models.PositiveBigIntegerField(default=0, editable=False)
+    usage_hour_wrong_audience = models.PositiveBigIntegerField(default=0, editable=False)
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -628,7 +641,8 @@ class ApiKeyUsage(models.Model):
     (``GET /api/v1/api_keys/{key_id}/usage``) and of the portal's and the admin's charts.
 
     ``verified`` counts exactly the verifications that ``verification_count`` counts, so the
-    buckets of a key add up to it; the refusals are counted by why. Buckets older than
+    buckets of a key, with its open hour (``ApiKey.usage_hour``, written by the Redis
+    write-back on the key's row), add up to it; the refusals are counted by why. Buckets older than
     ``APIKEYS_USAGE_RETENTION_DAYS`` are deleted by ``manage.py apikeys_prune_usage``."""
 
     api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="usage")

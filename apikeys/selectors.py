@@ -97,9 +97,11 @@ def api_key_usage(*, api_key: Any, start: Any, end: Any, granularity: str) -> li
     keys_table = db.ops.quote_name(ApiKey._meta.db_table)
     usage_table = db.ops.quote_name(ApiKeyUsage._meta.db_table)
     columns = ", ".join(f"u.{c}" for c in ApiKeyUsage.OUTCOMES)
+    open_hour = ", ".join(f"k.usage_hour_{c}" for c in ApiKeyUsage.OUTCOMES)
     with db.cursor() as cursor:
         cursor.execute(
-            f"SELECT k.counts_generation, u.start, {columns} FROM {keys_table} k "  # nosec B608
+            f"SELECT k.counts_generation, k.usage_hour, {open_hour}, "  # nosec B608
+            f"u.start, {columns} FROM {keys_table} k "
             f"LEFT JOIN {usage_table} u ON u.api_key_id = k.id AND u.start >= %s "
             "AND u.start < %s WHERE k.id = %s",
             [
@@ -110,12 +112,20 @@ def api_key_usage(*, api_key: Any, start: Any, end: Any, granularity: str) -> li
         )
         rows = cursor.fetchall()
     generation = int(rows[0][0]) if rows else 0
+    width = len(ApiKeyUsage.OUTCOMES)
+    # The key's open hour, written on its row (ApiKey.usage_hour), then the closed hours.
+    hour = keycache.aware_datetime(rows[0][1]) if rows else None
+    bucket = bucket_of(hour) if hour is not None else None
+    if bucket is not None:
+        for outcome, n in zip(ApiKeyUsage.OUTCOMES, rows[0][2 : 2 + width], strict=True):
+            bucket[outcome] += int(n)
     for row in rows:
-        if row[1] is None:
+        stored = row[2 + width :]
+        if stored[0] is None:
             continue
-        bucket = bucket_of(keycache.aware_datetime(row[1]) or first)
+        bucket = bucket_of(keycache.aware_datetime(stored[0]) or first)
         if bucket is not None:
-            for outcome, n in zip(ApiKeyUsage.OUTCOMES, row[2:], strict=True):
+            for outcome, n in zip(ApiKeyUsage.OUTCOMES, stored[1:], strict=True):
                 bucket[outcome] += int(n)
     for gen, hour, outcome, n in unwritten:
         if gen <= generation:
@@ -184,6 +194,14 @@ USAGE_CHART_DAYS = 30
 _REFUSED = reduce(
     operator.add, (F(outcome) for outcome in ApiKeyUsage.OUTCOMES if outcome != "verified")
 )
+_OPEN_REFUSED = reduce(
+    operator.add,
+    (
+        F(f"api_key__usage_hour_{outcome}")
+        for outcome in ApiKeyUsage.OUTCOMES
+        if outcome != "verified"
+    ),
+)
 
 
 def api_key_usage_daily(
@@ -219,6 +237,11 @@ def api_key_usage_daily(
             valid=Sum("verified"),
             refused=Sum(_REFUSED),
             written=Max("api_key__counts_generation"),
+            # The key's open hour, on its row (the same for every day of the key): an
+            # ApiKeyUsage row of that hour always exists, so the hour's day is among these.
+            open_hour=Max("api_key__usage_hour"),
+            open_valid=Max("api_key__usage_hour_verified"),
+            open_refused=Max(_OPEN_REFUSED),
         )
         .order_by()
     )
@@ -227,7 +250,11 @@ def api_key_usage_daily(
     # generation Redis holds for it counts.
     written: dict[str, int] = {}
     for row in rows:
-        counts[(row["api_key_id"], row["day"])] = [row["valid"] or 0, row["refused"] or 0]
+        pair = [row["valid"] or 0, row["refused"] or 0]
+        if row["open_hour"] is not None and row["open_hour"].astimezone(UTC).date() == row["day"]:
+            pair[0] += row["open_valid"] or 0
+            pair[1] += row["open_refused"] or 0
+        counts[(row["api_key_id"], row["day"])] = pair
         written[row["api_key_id"]] = int(row["written"] or 0)
     for key_id, entries in unwritten.items():
         for gen, hour, outcome, n in entries:

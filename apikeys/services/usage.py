@@ -1,4 +1,5 @@
-"""Usage history upkeep: hours of ``ApiKeyUsage`` older than the retention are deleted.
+"""Usage history upkeep: hours of ``ApiKeyUsage`` older than the retention are deleted (and
+a key's open hour, on its row, that old).
 
 Recording happens in verification (``apikeys.services.verification`` on the database path,
 ``apikeys.keycache``'s write-back on the Redis path); reading is
@@ -13,7 +14,7 @@ from django.utils import timezone
 
 from apikeys import conf
 from apikeys import exceptions as errors
-from apikeys.models import ApiKeyUsage
+from apikeys.models import ApiKey, ApiKeyUsage
 
 
 def api_key_usage_prune(*, retention_days: int | None = None) -> int:
@@ -29,4 +30,8 @@ def api_key_usage_prune(*, retention_days: int | None = None) -> int:
         )
     cutoff = timezone.now() - timedelta(days=days)
     deleted, _ = ApiKeyUsage.objects.filter(start__lt=cutoff).delete()
-    return deleted
+    # A key's open hour (on its row) that old goes too: a key not verified since.
+    opened = ApiKey.objects.filter(usage_hour__lt=cutoff).update(
+        usage_hour=None, **{f"usage_hour_{outcome}": 0 for outcome in ApiKeyUsage.OUTCOMES}
+    )
+    return deleted + opened

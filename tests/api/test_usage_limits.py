@@ -276,11 +276,19 @@ def test_prune_deletes_only_hours_older_than_the_retention(client_all, issued_ke
         ApiKeyUsage.objects.create(
             api_key=issued_key.api_key, start=now - timedelta(days=days), verified=1
         )
+    # A key's open hour (on its row, from the Redis write-back) that old goes too.
+    from apikeys.models import ApiKey
+
+    keys = ApiKey.objects.filter(pk=issued_key.api_key.pk)
+    keys.update(usage_hour=now - timedelta(days=401), usage_hour_verified=5)
     out = StringIO()
     call_command("apikeys_prune_usage", stdout=out)
-    assert ApiKeyUsage.objects.count() == 2 and "Deleted 1" in out.getvalue()
+    assert ApiKeyUsage.objects.count() == 2 and "Deleted 2" in out.getvalue()
+    assert keys.values_list("usage_hour", "usage_hour_verified").get() == (None, 0)
+    keys.update(usage_hour=now - timedelta(days=1), usage_hour_verified=5)
     call_command("apikeys_prune_usage", "--days", "30", stdout=out)
     assert ApiKeyUsage.objects.count() == 1
+    assert keys.values_list("usage_hour_verified", flat=True).get() == 5
 
 
 def test_usage_exceeded_is_one_webhook_event_per_refill_period(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -11,8 +11,8 @@ import redis
 from django.db.models import F
 from django.utils import timezone
 
-from apikeys import conf, crypto, keycache, services
-from apikeys.models import ApiKey
+from apikeys import conf, crypto, keycache, selectors, services
+from apikeys.models import ApiKey, ApiKeyUsage
 
 
 @pytest.fixture
@@ -183,12 +183,63 @@ def test_counts_of_a_row_not_visible_yet_wait_for_the_next_write_back(
 ) -> None:
     digest = digest_of(issued_key)
     keycache.verify(digest, None, "10.0.0.9", timezone.now())
-    monkeypatch.setattr(keycache, "_apply", lambda gen, updates: [])
+    monkeypatch.setattr(keycache, "_apply", lambda *args: [])
     assert keycache.write_back() == 0
     monkeypatch.undo()
     assert keycache.write_back() == 1
     key = ApiKey.objects.get(pk=issued_key.api_key.pk)
     assert (key.verification_count, key.last_verified_ip) == (1, "10.0.0.9")
+
+
+def test_the_open_hour_is_written_on_the_key_row_and_closed_into_the_usage_table(
+    fast, issued_key, django_assert_num_queries
+) -> None:
+    """A write-back writes one row per key (its counts and its open hour of usage); an
+    hour's ApiKeyUsage row is written when it opens (zeros) and when a later one does."""
+    key = issued_key.api_key
+    digest = digest_of(issued_key)
+    ten = datetime(2026, 11, 30, 10, tzinfo=UTC)
+    eleven = ten + timedelta(hours=1)
+    for minute in (10, 20):
+        keycache.verify(digest, None, None, ten + timedelta(minutes=minute))
+    keycache.write_back()
+    row = ApiKey.objects.get(pk=key.pk)
+    assert (row.usage_hour, row.usage_hour_verified) == (ten, 2)
+    assert ApiKeyUsage.objects.get(api_key=key, start=ten).verified == 0
+    # The same hour again: the key's row only, nothing in the usage table.
+    keycache.verify(digest, None, None, ten + timedelta(minutes=30))
+    before = list(ApiKeyUsage.objects.values_list("start", "verified"))
+    keycache.write_back()
+    assert list(ApiKeyUsage.objects.values_list("start", "verified")) == before
+    assert ApiKey.objects.get(pk=key.pk).usage_hour_verified == 3
+    # A later hour, with a worker whose clock is still in the last one: the hours alternate
+    # in one generation, and each is counted once.
+    for when in (eleven + timedelta(minutes=1), eleven - timedelta(minutes=1), eleven):
+        keycache.verify(digest, None, None, when)
+
+    def by_hour() -> dict[datetime, int]:
+        hours = selectors.api_key_usage(
+            api_key=key, start=ten.date(), end=ten.date(), granularity="hour"
+        )
+        return {b["start"]: b["verified"] for b in hours if b["verified"]}
+
+    assert by_hour() == {ten: 4, eleven: 2}  # the open hour on the row, the rest in Redis
+    keycache.write_back()
+    row = ApiKey.objects.get(pk=key.pk)
+    assert (row.usage_hour, row.usage_hour_verified, row.verification_count) == (eleven, 2, 6)
+    stored = dict(ApiKeyUsage.objects.filter(api_key=key).values_list("start", "verified"))
+    assert stored == {ten: 4, eleven: 0}
+    assert by_hour() == {ten: 4, eleven: 2}
+    daily = selectors.api_key_usage_daily(api_key_ids=[key.pk], today=ten.date())[key.pk]
+    assert daily.days[-1].valid == 6
+    # Refusals are counted in the open hour too (a generation of refusals only); a
+    # write-back of nothing new writes nothing.
+    keycache.verify(digest, "https://elsewhere", None, eleven + timedelta(minutes=5))
+    keycache.write_back()
+    row = ApiKey.objects.get(pk=key.pk)
+    assert (row.usage_hour_wrong_audience, row.verification_count) == (1, 6)
+    with django_assert_num_queries(0):
+        assert keycache.write_back() == 0
 
 
 def test_redis_down_means_the_database_path_then_a_new_epoch(

@@ -90,7 +90,11 @@ def test_usage_is_exact_before_and_after_the_write_back(fast, limited_key, actor
     assert today_usage(key) == expected
     keycache.write_back_now()
     assert today_usage(key) == expected
-    assert ApiKeyUsage.objects.get(api_key=key).verified == 5
+    # The open hour is written on the key's row (one row written per key), its ApiKeyUsage
+    # row holds zeros until a later hour opens.
+    row = ApiKey.objects.get(pk=key.pk)
+    assert (row.usage_hour_verified, row.usage_hour_usage_exceeded) == (5, 2)
+    assert ApiKeyUsage.objects.get(api_key=key, start=row.usage_hour).verified == 0
     # A second write-back adds nothing; a revoked key's refusals are counted too.
     keycache.write_back_now()
     services.api_key_revoke(api_key=key, actor=actor)
@@ -122,8 +126,9 @@ def test_the_selector_counts_a_generation_once_while_it_is_written_back(
                 for k, v in state.client.hgetall(state.prefix + "c:" + str(gen)).items()
             }
             with transaction.atomic():
-                keycache._record_usage_and_credits(int(gen), [key_id], [], fields)
-                keycache._apply(int(gen), [(key_id, int(fields.get(key_id, "0")), 0, "")])
+                keycache._write_rows(
+                    int(gen), [(key_id, int(fields.get(key_id, "0")), 0, "")], [], fields
+                )
         return found
 
     monkeypatch.setattr(keycache, "unwritten_usage", then_write_back)
