@@ -341,6 +341,15 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         from django.db import connections
 
+        from apikeys import keycache
+
+        # This process's write-back thread (the in-process figures started it): stopped
+        # before its database is dropped under it.
+        state = keycache._process
+        if state is not None:
+            state.stop_writer.set()
+            if state.writer is not None:
+                state.writer.join(timeout=10)
         connections.close_all()
         if not args.keep:
             drop_database(args.pg, args.db_name)
