@@ -53,3 +53,17 @@ def test_a_drf_request_works_as_well_as_a_django_one(trust_proxy):
     drf_request = Request(_request("192.0.2.1", forwarded="203.0.113.5"))
 
     assert client_ip(drf_request) == "203.0.113.5"
+
+
+def test_addresses_are_parsed_once_and_a_forged_long_value_is_never_kept(trust_proxy):
+    from apikeys import http
+
+    http._cached_ip.cache_clear()
+    for _ in range(3):
+        assert client_ip(_request("192.0.2.1", forwarded=" 2001:DB8::7")) == "2001:db8::7"
+    assert http._cached_ip.cache_info().hits >= 2
+    kept = http._cached_ip.cache_info().currsize
+    forged = "1" * 10_000
+    assert client_ip(_request("192.0.2.1", forwarded=forged)) == "192.0.2.1"
+    assert http.normalised_ip(" " * 70 + "192.0.2.9") == "192.0.2.9"  # parsed all the same
+    assert http._cached_ip.cache_info().currsize == kept + 1  # REMOTE_ADDR only
