@@ -599,6 +599,18 @@ class _Process:
         self.k_base_ip = p + "bi"
         self.k_lock = p + "write-back"
 
+    def verify_keys(self, key_id: str) -> tuple[str, ...]:
+        """The KEYS of the verify script for one key (its order is the script's)."""
+        return (
+            self.k_epoch,
+            self.prefix + "v:" + key_id,
+            self.prefix + "p:" + key_id,
+            self.k_gen,
+            self.k_first,
+            self.k_base_count,
+            self.k_base_gen,
+        )
+
 
 _process: _Process | None = None
 
@@ -782,15 +794,7 @@ def apply_limits(key_id: str, values: dict[str, Any], cost: int) -> Limited | No
         return None
     try:
         answer = state.verify_script(
-            keys=(
-                state.k_epoch,
-                state.prefix + "v:" + key_id,
-                state.prefix + "p:" + key_id,
-                state.k_gen,
-                state.k_first,
-                state.k_base_count,
-                state.k_base_gen,
-            ),
+            keys=state.verify_keys(key_id),
             args=["", "", key_id, 0, 0, state.prefix, *limit_args(values), "1", "v", 0, "", cost],
         )
     except redis.RedisError:
@@ -905,15 +909,7 @@ def _fill(state: _Process, key_digest: str) -> Entry | None:
         entry,
         packed=_Script.head(
             state.verify_sha,
-            keys=(
-                state.k_epoch,
-                state.prefix + "v:" + key_id,
-                state.prefix + "p:" + key_id,
-                state.k_gen,
-                state.k_first,
-                state.k_base_count,
-                state.k_base_gen,
-            ),
+            keys=state.verify_keys(key_id),
             args=(
                 entry.epoch,
                 entry.version,
